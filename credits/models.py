@@ -1,0 +1,1 @@
+"""Models of the credits app (filled by its own issue)."""

@@ -1,0 +1,1 @@
+"""Write operations of the payments app. Each module owns one sub-domain."""

@@ -1,0 +1,1 @@
+"""Models of the reporting app (filled by its own issue)."""

@@ -1,0 +1,58 @@
+"""Detection of primary account numbers (card numbers) in free text.
+
+A run of 13 to 19 digits, optionally grouped by single spaces or dashes, that passes the Luhn
+check is treated as a card number. SmartPay never accepts, stores or logs one.
+"""
+
+import re
+
+_CANDIDATE = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _card_spans(text: str):
+    for match in _CANDIDATE.finditer(text):
+        digits = re.sub(r"[ -]", "", match.group())
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            yield match
+
+
+def contains_card_number(text: str) -> bool:
+    return any(True for _ in _card_spans(text))
+
+
+def mask_card_numbers(text: str) -> str:
+    if not any(char.isdigit() for char in text):
+        return text
+    return _CANDIDATE.sub(lambda m: "[CARD REDACTED]" if luhn_ok(re.sub(r"[ -]", "", m.group())) else m.group(), text)
+
+
+def find_card_data(value, path: str = "") -> str | None:
+    """Return the path of the first string (key or value) holding a card number, else None."""
+    if isinstance(value, str):
+        return path or "body" if contains_card_number(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and contains_card_number(key):
+                return child
+            found = find_card_data(item, child)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = find_card_data(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None

@@ -1,0 +1,17 @@
+"""The Celery application. With no broker configured, tasks run eagerly in-process."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smartpay.settings")
+
+app = Celery("smartpay")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.task(name="smartpay.ping")
+def ping(value: str) -> str:
+    """Round-trip check used by readiness probes and the worker test."""
+    return f"pong:{value}"

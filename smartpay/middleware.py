@@ -1,0 +1,43 @@
+from django.conf import settings
+
+from smartpay import request_context
+from smartpay.api.errors import problem_response
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's `X-Request-Id` or a new one) and echoes it back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = request_context.accept_or_make(request.headers.get("X-Request-Id"))
+        request.request_id = request_id
+        token = request_context.set_request_id(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_context.reset_request_id(token)
+        response["Request-Id"] = request_id
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 for a declared body over MAX_REQUEST_BODY_BYTES before anything reads it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.MAX_REQUEST_BODY_BYTES:
+            return problem_response(
+                status=413,
+                code="payload_too_large",
+                title="Payload too large",
+                detail=f"The request body may be at most {settings.MAX_REQUEST_BODY_BYTES} bytes.",
+            )
+        return self.get_response(request)

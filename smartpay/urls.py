@@ -1,0 +1,43 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from smartpay import health
+from smartpay.api.errors import problem_response
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/", include("payments.api.urls")),
+]
+
+admin.site.site_header = "SmartPay administration"
+admin.site.site_title = "SmartPay"
+
+
+def _wants_problem(request) -> bool:
+    return not request.path.startswith("/admin/")
+
+
+def handler404(request, exception=None):
+    if _wants_problem(request):
+        return problem_response(status=404, code="not_found", title="Not found", detail="No such resource.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _wants_problem(request):
+        return problem_response(
+            status=500,
+            code="internal_error",
+            title="Internal server error",
+            detail="Something went wrong on our side. Quote the request_id when reporting it.",
+        )
+    from django.views.defaults import server_error
+
+    return server_error(request)
