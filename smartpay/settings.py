@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "anymail",
     "payments",
+    "payments.gateways.simulator",
     "credits",
     "billing",
     "notifications",
@@ -225,6 +226,8 @@ MERCADOPAGO_ACCESS_TOKEN = env.str("MERCADOPAGO_ACCESS_TOKEN", default="TEST-san
 MERCADOPAGO_WEBHOOK_SECRET = env.str("MERCADOPAGO_WEBHOOK_SECRET", default="sandbox-webhook-secret" if _SANDBOX else "")
 GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=3.05)
 GATEWAY_READ_TIMEOUT = env.float("GATEWAY_READ_TIMEOUT", default=20.0)
+# The simulators post webhooks back to PUBLIC_BASE_URL the way the real gateways do.
+SIMULATOR_DELIVER_WEBHOOKS = env.bool("SIMULATOR_DELIVER_WEBHOOKS", default=_SANDBOX)
 
 # --- Logging: JSON lines with the request id; secrets and card numbers redacted ----------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -13,6 +14,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("payments.api.urls")),
 ]
+
+if settings.GATEWAY_MODE == "sandbox":
+    # Gateway simulators that speak Culqi's and Mercado Pago's HTTP; absent (404) in live mode.
+    urlpatterns.append(path("sandbox/", include("payments.gateways.simulator.urls")))
 
 admin.site.site_header = "SmartPay administration"
 admin.site.site_title = "SmartPay"
