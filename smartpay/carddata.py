@@ -39,12 +39,16 @@ def mask_card_numbers(text: str) -> str:
 
 
 def find_card_data(value, path: str = "") -> str | None:
-    """Return the path of the first string (key or value) holding a card number, else None."""
+    """Return the path of the first string (key or value) holding a card number, else None.
+
+    The path goes into error bodies, so a key that is itself a card number appears masked.
+    """
     if isinstance(value, str):
         return path or "body" if contains_card_number(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
+            name = mask_card_numbers(key) if isinstance(key, str) else str(key)
+            child = f"{path}.{name}" if path else name
             if isinstance(key, str) and contains_card_number(key):
                 return child
             found = find_card_data(item, child)

@@ -21,8 +21,10 @@ def _check_database() -> None:
 def _check_broker() -> None:
     from smartpay.celery import app
 
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+    # The URL is passed explicitly: the Celery app caches its configuration on first use.
+    # One attempt with a short connect timeout, so a dead broker answers 503 fast instead of hanging.
+    with app.connection_for_write(settings.CELERY_BROKER_URL, connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=0)
 
 
 def _check_cache() -> None:
