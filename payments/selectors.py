@@ -17,3 +17,24 @@ def customer_list(*, client_app: ClientApp, external_id: str | None = None, emai
 def customer_get(*, client_app: ClientApp, customer_id: str) -> Customer:
     """The app's own customer, or Customer.DoesNotExist (another app's id looks just like a missing one)."""
     return Customer.objects.get(client_app=client_app, pk=customer_id)
+
+
+def payment_list(*, client_app: ClientApp) -> QuerySet:
+    from payments.models import Payment
+
+    return (
+        Payment.objects.filter(client_app=client_app)
+        .select_related("customer", "payment_method")
+        .prefetch_related("attempts")
+    )
+
+
+def payment_get(*, client_app: ClientApp, payment_id: str):
+    """The app's own payment, or Payment.DoesNotExist."""
+    return payment_list(client_app=client_app).get(pk=payment_id)
+
+
+def payment_method_list(*, customer: Customer) -> QuerySet:
+    from payments.models import PaymentMethod
+
+    return PaymentMethod.objects.filter(customer=customer, deleted_at__isnull=True).prefetch_related("gateway_cards")

@@ -179,6 +179,11 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"ApiKeyAuth": []}],
 }
 
+# --- Idempotency ------------------------------------------------------------------------------
+IDEMPOTENCY_RETENTION_HOURS = max(24, env.int("IDEMPOTENCY_RETENTION_HOURS", default=24))
+# A repeat of a key whose first request is still running waits this long for it, then gets 409.
+IDEMPOTENCY_WAIT_SECONDS = env.int("IDEMPOTENCY_WAIT_SECONDS", default=10)
+
 # --- Celery -----------------------------------------------------------------------------------
 # Unset broker: tasks run eagerly in the calling process (zero-setup default).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
@@ -226,6 +231,11 @@ MERCADOPAGO_ACCESS_TOKEN = env.str("MERCADOPAGO_ACCESS_TOKEN", default="TEST-san
 MERCADOPAGO_WEBHOOK_SECRET = env.str("MERCADOPAGO_WEBHOOK_SECRET", default="sandbox-webhook-secret" if _SANDBOX else "")
 GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=3.05)
 GATEWAY_READ_TIMEOUT = env.float("GATEWAY_READ_TIMEOUT", default=20.0)
+# Ordered gateways per currency (first healthy one wins for new payments and hosted checkout).
+GATEWAY_ROUTING = {
+    "PEN": env.list("GATEWAY_ROUTING_PEN", default=["culqi", "mercadopago"]),
+    "USD": env.list("GATEWAY_ROUTING_USD", default=["culqi", "mercadopago"]),
+}
 # The simulators post webhooks back to PUBLIC_BASE_URL the way the real gateways do.
 SIMULATOR_DELIVER_WEBHOOKS = env.bool("SIMULATOR_DELIVER_WEBHOOKS", default=_SANDBOX)
 

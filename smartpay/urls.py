@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from payments.views import checkout_return
 from smartpay import health
 from smartpay.api.errors import problem_response
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("payments.api.urls")),
+    path("checkout/return/<str:payment_id>", checkout_return, name="checkout-return"),
 ]
 
 if settings.GATEWAY_MODE == "sandbox":

@@ -1,0 +1,68 @@
+"""`@idempotent` for API view methods: replays, conflicts and storage of the first response."""
+
+import json
+from functools import wraps
+
+from django.http import JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+
+from payments import idempotency
+from smartpay.api.errors import PROBLEM_CONTENT_TYPE, problem_body, problem_exception_handler
+
+
+def idempotency_parameter(required: bool) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Idempotency-Key",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        required=required,
+        description="Repeats with the same key and body replay the first response (kept at least 24 h).",
+    )
+
+
+def _replay(replay: idempotency.Replay):
+    if replay.status >= 400:
+        response = JsonResponse(replay.body, status=replay.status, content_type=PROBLEM_CONTENT_TYPE)
+    else:
+        response = Response(replay.body, status=replay.status)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def idempotent(*, required: bool):
+    def decorator(handler):
+        @wraps(handler)
+        def wrapper(view, request, *args, **kwargs):
+            key = request.headers.get("Idempotency-Key")
+            if key is None:
+                if required:
+                    raise idempotency.IdempotencyKeyRequired("Send an Idempotency-Key header (e.g. a UUID).")
+                return handler(view, request, *args, **kwargs)
+            claimed = idempotency.begin(
+                client_app=request.user,
+                key=key,
+                request_fingerprint=idempotency.fingerprint(request.method, request.path, request.data),
+            )
+            if isinstance(claimed, idempotency.Replay):
+                return _replay(claimed)
+            try:
+                response = handler(view, request, *args, **kwargs)
+            except APIException as exc:
+                rendered = problem_exception_handler(exc, {"view": view, "request": request})
+                idempotency.finish(record=claimed, status=rendered.status_code, body=json.loads(rendered.content))
+                raise
+            except Exception:
+                # The request may have changed state before failing: keep the key taken so a retry
+                # cannot charge again. The payment is settled by the gateway sync.
+                body = problem_body(status=500, code="internal_error", title="Internal server error")
+                idempotency.finish(record=claimed, status=500, body=body)
+                raise
+            idempotency.finish(record=claimed, status=response.status_code, body=response.data)
+            return response
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,36 @@
+"""What other apps do when a payment succeeds or is refunded, registered explicitly by purpose.
+
+Handlers run inside the transaction that moves the payment (with its row locked), so their
+effects (e.g. a credit grant) commit or roll back together with the status change. They must be
+idempotent per payment; the database should make a second effect impossible (unique constraint).
+Apps register their handlers in `AppConfig.ready()`.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable
+
+_on_success: dict[str, list[Callable]] = defaultdict(list)
+_on_refund: dict[str, list[Callable]] = defaultdict(list)
+
+
+def register_success_handler(purpose: str, handler: Callable) -> None:
+    if handler not in _on_success[purpose]:
+        _on_success[purpose].append(handler)
+
+
+def register_refund_handler(purpose: str, handler: Callable) -> None:
+    if handler not in _on_refund[purpose]:
+        _on_refund[purpose].append(handler)
+
+
+def run_success_handlers(payment) -> None:
+    for handler in _on_success.get(payment.purpose, ()):
+        handler(payment)
+
+
+def run_refund_handlers(payment, refund) -> dict:
+    """Returns what the handlers report (merged), e.g. {"credits_clawed_back": 40}."""
+    report: dict = {}
+    for handler in _on_refund.get(payment.purpose, ()):
+        report.update(handler(payment, refund) or {})
+    return report

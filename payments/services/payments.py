@@ -1,0 +1,498 @@
+"""Payments: create (token, saved card, hosted checkout), capture, cancel, and gateway results.
+
+Every gateway call follows the same three steps, so a crash anywhere leaves a row that can be
+settled and never a second charge:
+
+1. commit the intent: the payment and an attempt row (status `started`) in one transaction;
+2. call the gateway outside any transaction or lock, with a key derived from the attempt row;
+3. record the result in a new transaction with the payment row locked (`select_for_update`),
+   moving the status only through `payments.state.move`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from payments import hooks, routing, state
+from payments.enums import AttemptOperation, AttemptOutcome, PaymentPurpose, PaymentStatus
+from payments.exceptions import (
+    CaptureExceedsAuthorization,
+    CurrencyNotSupported,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailableError,
+    PaymentBusy,
+)
+from payments.gateways.base import (
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    CheckoutRequest,
+    GatewayConfigurationError,
+    GatewayError,
+    GatewayInvalidRequest,
+    GatewayOutcomeUnknown,
+    GatewayUnavailable,
+    SavedCardRef,
+)
+from payments.gateways.registry import get_adapter
+from payments.models import ClientApp, Customer, Payment, PaymentAttempt, PaymentMethod
+
+logger = logging.getLogger("smartpay.payments")
+
+# Gateway ChargeStatus -> our PaymentStatus. PENDING at the gateway (in review) is our `processing`.
+_STATUS_FROM_GATEWAY = {
+    ChargeStatus.SUCCEEDED: PaymentStatus.SUCCEEDED,
+    ChargeStatus.AUTHORIZED: PaymentStatus.AUTHORIZED,
+    ChargeStatus.REQUIRES_ACTION: PaymentStatus.REQUIRES_ACTION,
+    ChargeStatus.PENDING: PaymentStatus.PROCESSING,
+    ChargeStatus.FAILED: PaymentStatus.FAILED,
+    ChargeStatus.CANCELED: PaymentStatus.CANCELED,
+    ChargeStatus.REFUNDED: PaymentStatus.REFUNDED,
+    ChargeStatus.PARTIALLY_REFUNDED: PaymentStatus.PARTIALLY_REFUNDED,
+}
+_OUTCOME_FROM_GATEWAY = {
+    ChargeStatus.SUCCEEDED: AttemptOutcome.SUCCEEDED,
+    ChargeStatus.AUTHORIZED: AttemptOutcome.AUTHORIZED,
+    ChargeStatus.REQUIRES_ACTION: AttemptOutcome.REQUIRES_ACTION,
+    ChargeStatus.PENDING: AttemptOutcome.PENDING,
+    ChargeStatus.FAILED: AttemptOutcome.DECLINED,
+    ChargeStatus.CANCELED: AttemptOutcome.SUCCEEDED,
+    ChargeStatus.REFUNDED: AttemptOutcome.SUCCEEDED,
+    ChargeStatus.PARTIALLY_REFUNDED: AttemptOutcome.SUCCEEDED,
+}
+
+
+@dataclass(frozen=True)
+class CardSource:
+    """A single-use card token from a gateway's client-side tokenization."""
+
+    gateway: str
+    token: str
+    payment_method_id: str | None = None
+    issuer_id: str | None = None
+    installments: int = 1
+
+
+# --- Attempts -------------------------------------------------------------------------------------
+
+
+def _new_attempt(payment: Payment, *, operation: str, gateway: str) -> PaymentAttempt:
+    """Create the next attempt row. The caller holds the payment's row lock (or just created it)."""
+    number = (payment.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+    return PaymentAttempt.objects.create(
+        payment=payment,
+        number=number,
+        operation=operation,
+        gateway=gateway,
+        idempotency_key=f"{payment.id}:{operation}:{number}",
+    )
+
+
+def _finish_attempt(attempt: PaymentAttempt, *, outcome: str, started: float, result=None, error=None) -> None:
+    attempt.outcome = outcome
+    attempt.duration_ms = int((time.monotonic() - started) * 1000)
+    attempt.finished_at = timezone.now()
+    if result is not None:
+        attempt.gateway_payment_id = result.gateway_payment_id or ""
+        attempt.error_code = result.decline_code or ""
+        attempt.error_message = (result.decline_message or "")[:300]
+        attempt.raw_response = dict(result.raw) if result.raw else None
+    if error is not None:
+        attempt.error_code = error.code
+        attempt.error_message = error.message[:300]
+        attempt.http_status = error.http_status
+    attempt.save()
+
+
+def _error_outcome(error: GatewayError) -> str:
+    if isinstance(error, GatewayUnavailable):
+        return AttemptOutcome.UNAVAILABLE
+    if isinstance(error, GatewayOutcomeUnknown):
+        return AttemptOutcome.UNKNOWN
+    if isinstance(error, GatewayInvalidRequest):
+        return AttemptOutcome.INVALID
+    return AttemptOutcome.ERROR
+
+
+# --- Applying what a gateway says ----------------------------------------------------------------
+
+
+def payment_apply_gateway_result(payment: Payment, result: ChargeResult, *, gateway: str) -> bool:
+    """Bring a locked payment in line with the gateway's view of it. Saves the row.
+
+    Used for direct answers, sync after a return from hosted checkout, webhooks and
+    reconciliation alike. A result that would move the payment backwards (a late `pending`
+    after `succeeded`) changes nothing. Returns True when the status changed.
+    """
+    target = _STATUS_FROM_GATEWAY[result.status]
+    if result.gateway_payment_id and not payment.gateway_payment_id:
+        payment.gateway = gateway
+        payment.gateway_payment_id = result.gateway_payment_id
+    if not payment.gateway:
+        payment.gateway = gateway
+
+    # A refund seen at the gateway implies the money was captured first.
+    if target in (PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED) and payment.status in (
+        PaymentStatus.PENDING,
+        PaymentStatus.PROCESSING,
+        PaymentStatus.REQUIRES_ACTION,
+        PaymentStatus.AUTHORIZED,
+    ):
+        _succeed(payment, captured=result.amount)
+    changed = False
+    if target == PaymentStatus.SUCCEEDED:
+        if state.can_move(payment.status, target):
+            _succeed(payment, captured=result.amount)
+            changed = True
+    elif target in (PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED):
+        # Refunds are recorded through Refund rows; here we only follow a gateway that is ahead.
+        refunded = min(result.amount_refunded, payment.amount_captured)
+        if refunded > payment.amount_refunded:
+            payment.amount_refunded = refunded
+            full = payment.amount_refunded >= payment.amount_captured
+            changed = state.move(
+                payment, PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED, strict=False
+            )
+    else:
+        changed = state.move(payment, target, strict=False)
+        if changed and target == PaymentStatus.FAILED:
+            payment.failure_code = "card_declined"
+            payment.decline_code = result.decline_code or "card_declined"
+            payment.failure_message = (result.decline_message or "The card was declined.")[:300]
+        if changed and target == PaymentStatus.REQUIRES_ACTION:
+            payment.next_action = dict(result.next_action or {"type": "three_d_secure"})
+    if payment.status not in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PENDING):
+        payment.next_action = None
+    payment.save()
+    return changed
+
+
+def _succeed(payment: Payment, *, captured: int) -> None:
+    state.move(payment, PaymentStatus.SUCCEEDED)
+    payment.amount_captured = min(captured or payment.amount, payment.amount)
+    payment.failure_code = payment.decline_code = payment.failure_message = ""
+    hooks.run_success_handlers(payment)
+
+
+def _fail(payment: Payment, *, code: str, message: str) -> None:
+    if state.move(payment, PaymentStatus.FAILED, strict=False):
+        payment.failure_code = code
+        payment.failure_message = message[:300]
+        payment.next_action = None
+    payment.save()
+
+
+def _record_charge(payment_id: str, attempt: PaymentAttempt, started: float, *, result=None, error=None, final=True):
+    """Step 3: record a charge/checkout answer with the payment row locked."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if result is not None:
+            outcome = _OUTCOME_FROM_GATEWAY[result.status]
+            _finish_attempt(attempt, outcome=outcome, started=started, result=result)
+            payment_apply_gateway_result(payment, result, gateway=attempt.gateway)
+        else:
+            _finish_attempt(attempt, outcome=_error_outcome(error), started=started, error=error)
+            if isinstance(error, GatewayOutcomeUnknown):
+                # It may have been charged: stays `processing` until the gateway is asked.
+                payment.gateway = attempt.gateway
+                payment.save()
+            elif final:
+                if isinstance(error, GatewayUnavailable):
+                    _fail(
+                        payment, code="gateway_unavailable", message="The gateway is unavailable; nothing was charged."
+                    )
+                elif isinstance(error, GatewayConfigurationError):
+                    logger.error("gateway configuration error", extra={"gateway": attempt.gateway})
+                    _fail(payment, code="gateway_configuration_error", message="The gateway refused our credentials.")
+                else:
+                    _fail(payment, code="invalid_request", message=error.message)
+        return payment
+
+
+# --- Create -----------------------------------------------------------------------------------------
+
+
+def payment_create(
+    *,
+    client_app: ClientApp,
+    amount: int,
+    currency: str,
+    email: str = "",
+    customer: Customer | None = None,
+    description: str = "",
+    metadata: dict | None = None,
+    capture: bool = True,
+    source: CardSource | None = None,
+    payment_method: PaymentMethod | None = None,
+    checkout: bool = False,
+    return_url: str = "",
+    purpose: str = PaymentPurpose.GENERIC,
+) -> Payment:
+    """Create a payment and charge it (token or saved card) or open a hosted checkout.
+
+    Invariants: one gateway charge per attempt row, at most one successful charge per payment
+    (failover happens only after `unavailable`, which proves nothing was processed; never after an
+    unknown outcome). Declines are results, not errors.
+    """
+    if sum(bool(x) for x in (source, payment_method, checkout)) != 1:
+        raise ValueError("exactly one of source, payment_method or checkout")
+    plan = _plan_gateways(currency=currency, source=source, payment_method=payment_method)
+    email = email or (customer.email if customer else "")
+    source_details = {}
+    if source:
+        source_details = {
+            k: v
+            for k, v in {
+                "payment_method_id": source.payment_method_id,
+                "issuer_id": source.issuer_id,
+                "installments": source.installments,
+            }.items()
+            if v
+        }
+
+    with transaction.atomic():
+        payment = Payment.objects.create(
+            client_app=client_app,
+            customer=customer,
+            payment_method=payment_method,
+            status=PaymentStatus.PENDING if checkout else PaymentStatus.PROCESSING,
+            amount=amount,
+            currency=currency,
+            capture=capture,
+            email=email,
+            description=description,
+            metadata=metadata or {},
+            purpose=purpose,
+            return_url=return_url,
+            source_details=source_details,
+            gateway=plan[0],
+        )
+        attempt = _new_attempt(
+            payment, operation=AttemptOperation.CHECKOUT if checkout else AttemptOperation.CHARGE, gateway=plan[0]
+        )
+
+    for index, gateway in enumerate(plan):
+        if index > 0:
+            with transaction.atomic():
+                locked = Payment.objects.select_for_update().get(pk=payment.pk)
+                locked.gateway = gateway
+                locked.save(update_fields=["gateway", "updated_at"])
+                attempt = _new_attempt(locked, operation=attempt.operation, gateway=gateway)
+        is_last = index == len(plan) - 1
+        started = time.monotonic()
+        try:
+            if checkout:
+                session = get_adapter(gateway).create_checkout(_checkout_request(payment, attempt))
+                payment = _record_checkout(payment.pk, attempt, started, session)
+            else:
+                result = get_adapter(gateway).charge(_charge_request(payment, attempt, source, payment_method))
+                payment = _record_charge(payment.pk, attempt, started, result=result)
+        except GatewayUnavailable as error:
+            payment = _record_charge(payment.pk, attempt, started, error=error, final=is_last)
+            if not is_last:
+                logger.warning("failing over", extra={"payment": payment.pk, "from_gateway": gateway})
+                continue
+            raise GatewayUnavailableError(
+                f"{gateway} is unavailable and nothing was charged. Try again later"
+                + (" or tokenize the card with another gateway." if source else "."),
+                headers={"Retry-After": str(int(error.retry_after or 30))},
+                payment=payment.pk,
+                alternatives=[g for g in routing.candidates(currency) if g != gateway and routing.is_healthy(g)],
+            ) from None
+        except GatewayError as error:
+            payment = _record_charge(payment.pk, attempt, started, error=error)
+        break
+    return payment
+
+
+def _plan_gateways(*, currency: str, source: CardSource | None, payment_method: PaymentMethod | None) -> list[str]:
+    if source is not None:
+        if not routing.supports(source.gateway, currency):
+            raise CurrencyNotSupported(f"{source.gateway} does not take {currency}.")
+        return [source.gateway]
+    allowed = routing.candidates(currency)
+    if payment_method is not None:
+        saved_at = set(payment_method.gateway_cards.values_list("gateway", flat=True))
+        plan = [g for g in allowed if g in saved_at]
+        if not plan:
+            raise CurrencyNotSupported(f"This card is not saved at any gateway that takes {currency}.")
+        return plan
+    if not allowed:
+        raise CurrencyNotSupported(f"No gateway takes {currency}.")
+    healthy = [g for g in allowed if routing.is_healthy(g)]
+    return healthy or allowed
+
+
+def _charge_request(payment: Payment, attempt: PaymentAttempt, source, payment_method) -> ChargeRequest:
+    saved_card = None
+    if payment_method is not None:
+        card = payment_method.gateway_cards.get(gateway=attempt.gateway)
+        saved_card = SavedCardRef(gateway_customer_id=card.gateway_customer_id, gateway_card_id=card.gateway_card_id)
+    details = payment.source_details
+    return ChargeRequest(
+        reference=payment.id,
+        idempotency_key=attempt.idempotency_key,
+        amount=payment.amount,
+        currency=payment.currency,
+        email=payment.email,
+        description=payment.description,
+        capture=payment.capture,
+        token=source.token if source else None,
+        saved_card=saved_card,
+        metadata={**payment.metadata, "smartpay_payment_id": payment.id},
+        payment_method_id=details.get("payment_method_id"),
+        issuer_id=details.get("issuer_id"),
+        installments=details.get("installments", 1),
+        notification_url=f"{settings.PUBLIC_BASE_URL}/webhooks/{attempt.gateway}",
+    )
+
+
+def _checkout_request(payment: Payment, attempt: PaymentAttempt) -> CheckoutRequest:
+    return CheckoutRequest(
+        reference=payment.id,
+        idempotency_key=attempt.idempotency_key,
+        amount=payment.amount,
+        currency=payment.currency,
+        email=payment.email,
+        description=payment.description or f"Payment {payment.id}",
+        return_url=f"{settings.PUBLIC_BASE_URL}/checkout/return/{payment.id}",
+        notification_url=f"{settings.PUBLIC_BASE_URL}/webhooks/{attempt.gateway}",
+        expires_at=timezone.now() + timedelta(hours=24),
+    )
+
+
+def _record_checkout(payment_id: str, attempt: PaymentAttempt, started: float, session) -> Payment:
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        _finish_attempt(attempt, outcome=AttemptOutcome.PENDING, started=started)
+        payment.gateway = attempt.gateway
+        payment.gateway_checkout_id = session.gateway_checkout_id
+        payment.next_action = {"type": "redirect", "url": session.redirect_url}
+        payment.save()
+        return payment
+
+
+# --- Capture and cancel -------------------------------------------------------------------------
+
+
+def _claim_operation(payment_id: str, *, operation: str, allowed: set[str]) -> tuple[Payment, PaymentAttempt]:
+    """Step 1 for capture/cancel: lock, check the status, refuse if another call is in flight."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status not in allowed:
+            raise state.InvalidTransition(f"A {payment.status} payment cannot be {operation}d.")
+        if payment.attempts.filter(outcome=AttemptOutcome.STARTED).exists():
+            raise PaymentBusy("Another operation on this payment is in progress; retry shortly.")
+        return payment, _new_attempt(payment, operation=operation, gateway=payment.gateway)
+
+
+def payment_capture(*, payment: Payment, amount: int | None = None) -> Payment:
+    """Capture an authorized payment, in full or in part (never more than authorized)."""
+    if amount is not None and amount > payment.amount:
+        raise CaptureExceedsAuthorization(f"At most {payment.amount} can be captured.")
+    payment, attempt = _claim_operation(payment.pk, operation=AttemptOperation.CAPTURE, allowed={"authorized"})
+    started = time.monotonic()
+    try:
+        result = get_adapter(payment.gateway).capture(
+            payment.gateway_payment_id, amount=amount, idempotency_key=attempt.idempotency_key
+        )
+    except GatewayError as error:
+        raise _operation_error(payment.pk, attempt, started, error) from None
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
+        if result.status == ChargeStatus.SUCCEEDED and locked.status == PaymentStatus.AUTHORIZED:
+            _succeed(locked, captured=amount or result.amount)
+            locked.save()
+        else:
+            payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+        return locked
+
+
+def payment_cancel(*, payment: Payment) -> Payment:
+    """Cancel a payment that has not been captured (void an authorization, drop a checkout)."""
+    allowed = {"pending", "requires_action", "authorized"}
+    payment, attempt = _claim_operation(payment.pk, operation=AttemptOperation.CANCEL, allowed=allowed)
+    started = time.monotonic()
+    if not payment.gateway_payment_id:
+        # Nothing exists at the gateway yet (checkout not paid, 3-D Secure never completed).
+        with transaction.atomic():
+            locked = Payment.objects.select_for_update().get(pk=payment.pk)
+            _finish_attempt(attempt, outcome=AttemptOutcome.SUCCEEDED, started=started)
+            state.move(locked, PaymentStatus.CANCELED)
+            locked.next_action = None
+            locked.save()
+            return locked
+    try:
+        result = get_adapter(payment.gateway).cancel(
+            payment.gateway_payment_id, idempotency_key=attempt.idempotency_key
+        )
+    except GatewayError as error:
+        raise _operation_error(payment.pk, attempt, started, error) from None
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
+        payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+        return locked
+
+
+def _operation_error(payment_id: str, attempt: PaymentAttempt, started: float, error: GatewayError) -> Exception:
+    """Record a failed capture/cancel call; return the API error to raise. The status is unchanged."""
+    _finish_attempt(attempt, outcome=_error_outcome(error), started=started, error=error)
+    if isinstance(error, GatewayUnavailable):
+        return GatewayUnavailableError(
+            "The gateway is unavailable; nothing changed. Retry later.",
+            headers={"Retry-After": str(int(error.retry_after or 30))},
+            payment=payment_id,
+        )
+    if isinstance(error, GatewayOutcomeUnknown):
+        return GatewayTimeout(
+            "The gateway did not answer in time; the payment will be brought up to date automatically.",
+            payment=payment_id,
+        )
+    return GatewayRejected(error.message, payment=payment_id)
+
+
+# --- Sync (hosted checkout return, unknown outcomes) ----------------------------------------------
+
+
+def payment_sync(*, payment: Payment) -> Payment:
+    """Ask the gateway where this payment stands and record it. Never charges.
+
+    By gateway id when we have one, otherwise by our own reference (the payment id we sent).
+    """
+    if not payment.gateway or payment.status in state.FINAL:
+        return payment
+    adapter = get_adapter(payment.gateway)
+    started = time.monotonic()
+    try:
+        if payment.gateway_payment_id:
+            result = adapter.retrieve(payment.gateway_payment_id)
+        else:
+            result = adapter.find_by_reference(
+                payment.id,
+                amount=payment.amount,
+                currency=payment.currency,
+                email=payment.email,
+                created_after=payment.created_at - timedelta(minutes=5),
+            )
+    except GatewayError as error:
+        logger.warning("sync failed", extra={"payment": payment.pk, "error_code": error.code})
+        return payment
+    if result is None:
+        return payment
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        attempt = _new_attempt(locked, operation=AttemptOperation.SYNC, gateway=locked.gateway)
+        _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
+        payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+        return locked
