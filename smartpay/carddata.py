@@ -1,7 +1,10 @@
 """Detection of primary account numbers (card numbers) in free text.
 
-A run of 13 to 19 digits, optionally grouped by single spaces or dashes, that passes the Luhn
-check is treated as a card number. SmartPay never accepts, stores or logs one.
+A run of 13 to 19 digits, optionally grouped by single spaces or dashes, that starts like a
+payment card (2 to 6: Mastercard, Mir, Amex, Diners, JCB, Visa, Maestro, Discover, UnionPay) and
+passes the Luhn check is treated as a card number. SmartPay never accepts, stores or logs one.
+The leading digit keeps epoch-millisecond timestamps (13 digits starting with 1, a tenth of
+which pass Luhn) from being refused in metadata or masked in logs.
 """
 
 import re
@@ -21,10 +24,14 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _is_card_number(candidate: str) -> bool:
+    digits = re.sub(r"[ -]", "", candidate)
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits)
+
+
 def _card_spans(text: str):
     for match in _CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+        if _is_card_number(match.group()):
             yield match
 
 
@@ -35,7 +42,7 @@ def contains_card_number(text: str) -> bool:
 def mask_card_numbers(text: str) -> str:
     if not any(char.isdigit() for char in text):
         return text
-    return _CANDIDATE.sub(lambda m: "[CARD REDACTED]" if luhn_ok(re.sub(r"[ -]", "", m.group())) else m.group(), text)
+    return _CANDIDATE.sub(lambda m: "[CARD REDACTED]" if _is_card_number(m.group()) else m.group(), text)
 
 
 def find_card_data(value, path: str = "") -> str | None:

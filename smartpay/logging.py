@@ -10,14 +10,21 @@ from smartpay.carddata import mask_card_numbers
 
 # Values of these keys (in dict-like log arguments or `key=value` text) never reach a log line.
 _SECRET_WORDS = r"(?:authorization|api[_-]?key|secret|password|token|access[_-]?token|cvv|cvc|security[_-]?code)"  # noqa: S105 (a pattern, not a secret)
-_KV = re.compile(rf"(?i)(\b\w*{_SECRET_WORDS}\w*\b[\"']?\s*[:=]\s*[\"']?)([^\s\"',&}}]+)")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-]+")
+# A quoted value is redacted up to its closing quote (it may hold spaces), a bare one up to a separator.
+_KV = re.compile(rf"(?i)(\b\w*{_SECRET_WORDS}\w*\b[\"']?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s\"',&}}]+)")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 _OUR_KEYS = re.compile(r"\bsk_(?:live|test)_[A-Za-z0-9]{8,}")
+
+
+def _redact_value(match: re.Match) -> str:
+    value = match.group(2)
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match.group(1)}{quote}[REDACTED]{quote}"
 
 
 def redact(text: str) -> str:
     text = _BEARER.sub(r"\1 [REDACTED]", text)
-    text = _KV.sub(r"\1[REDACTED]", text)
+    text = _KV.sub(_redact_value, text)
     text = _OUR_KEYS.sub("[REDACTED]", text)
     return mask_card_numbers(text)
 
@@ -41,6 +48,15 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def _redact_extra(value):
+    """`extra=` values reach the line as they are, so they are redacted here like the message."""
+    text = value if isinstance(value, str) else str(value)
+    cleaned = redact(text)
+    if isinstance(value, int) and cleaned == text:
+        return value  # amounts and counts stay numbers
+    return cleaned
+
+
 class JsonFormatter(logging.Formatter):
     _EXTRA_SKIP = set(vars(logging.makeLogRecord({}))) | {"message", "request_id", "asctime"}
 
@@ -54,7 +70,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in self._EXTRA_SKIP and not key.startswith("_"):
-                payload[key] = value if isinstance(value, (str, int, bool, type(None))) else redact(str(value))
+                payload[key] = value if isinstance(value, (bool, type(None))) else _redact_extra(value)
         if record.exc_text:
             payload["exc"] = record.exc_text
         return json.dumps(payload, default=str)
