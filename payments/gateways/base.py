@@ -310,12 +310,16 @@ class GatewayAdapter(ABC):
         headers: Mapping[str, str] | None = None,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
     ) -> requests.Response:
         """Send one HTTP request. Transport failures become gateway errors:
 
         a connect failure never reached the gateway (`GatewayUnavailable`); a read timeout on a
         request with side effects may have been processed (`GatewayOutcomeUnknown`), while on a
         read-only request it is just unavailability.
+
+        `data` is a pre-encoded body (the caller sets Content-Type), for adapters that must control
+        the exact bytes, e.g. Mercado Pago's decimal amounts, which must never pass through float.
         """
         started = time.monotonic()
         try:
@@ -324,6 +328,7 @@ class GatewayAdapter(ABC):
                 url,
                 headers=dict(headers or {}),
                 json=json,
+                data=data,
                 params=params,
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
             )
@@ -340,12 +345,16 @@ class GatewayAdapter(ABC):
             extra={
                 "gateway": self.name,
                 "method": method,
-                "path": url.split("?", 1)[0].removeprefix(self.config.api_base),
+                "path": self._path_for_log(url),
                 "http_status": response.status_code,
                 "duration_ms": int((time.monotonic() - started) * 1000),
             },
         )
         return response
+
+    def _path_for_log(self, url: str) -> str:
+        """The path to log. Adapters whose URLs embed secrets (card tokens) override this to redact."""
+        return url.split("?", 1)[0].removeprefix(self.config.api_base)
 
     def _after_send_failure(self, side_effect: bool, what: str) -> GatewayError:
         if side_effect:
