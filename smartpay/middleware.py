@@ -13,11 +13,10 @@ class RequestIdMiddleware:
     def __call__(self, request):
         request_id = request_context.accept_or_make(request.headers.get("X-Request-Id"))
         request.request_id = request_id
-        token = request_context.set_request_id(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_context.reset_request_id(token)
+        # Not reset on the way out: Django logs 5xx responses after the middleware returns, and
+        # those lines must carry the id too. The next request on this thread sets its own.
+        request_context.set_request_id(request_id)
+        response = self.get_response(request)
         response["Request-Id"] = request_id
         return response
 

@@ -197,7 +197,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "purge-idempotency-records": {"task": "payments.purge_idempotency_records", "schedule": 3600.0},
+}
 
 # --- Email (django-anymail) -------------------------------------------------------------------
 POSTMARK_SERVER_TOKEN = env.str("POSTMARK_SERVER_TOKEN", default="")

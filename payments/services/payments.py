@@ -85,9 +85,9 @@ class CardSource:
 # --- Attempts -------------------------------------------------------------------------------------
 
 
-def _new_attempt(payment: Payment, *, operation: str, gateway: str) -> PaymentAttempt:
+def _new_attempt(payment: Payment, *, operation: str, gateway: str, first: bool = False) -> PaymentAttempt:
     """Create the next attempt row. The caller holds the payment's row lock (or just created it)."""
-    number = (payment.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+    number = 1 if first else (payment.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
     return PaymentAttempt.objects.create(
         payment=payment,
         number=number,
@@ -277,7 +277,10 @@ def payment_create(
             gateway=plan[0],
         )
         attempt = _new_attempt(
-            payment, operation=AttemptOperation.CHECKOUT if checkout else AttemptOperation.CHARGE, gateway=plan[0]
+            payment,
+            operation=AttemptOperation.CHECKOUT if checkout else AttemptOperation.CHARGE,
+            gateway=plan[0],
+            first=True,
         )
 
     for index, gateway in enumerate(plan):

@@ -25,11 +25,20 @@ class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
     pass
 
 
+class StrictCharField(serializers.CharField):
+    """A string only: numbers and booleans are refused rather than silently turned into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class MetadataField(serializers.DictField):
     """A flat map of string keys to string values (at most 50 keys, 500 chars each)."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("child", serializers.CharField(max_length=500, allow_blank=True))
+        kwargs.setdefault("child", StrictCharField(max_length=500, allow_blank=True))
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)
 
