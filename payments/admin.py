@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 
-from payments.models import ApiKey, ClientApp, Customer
+from payments.models import ApiKey, ClientApp, Customer, Payment, PaymentAttempt, PaymentMethod, Refund
 from payments.services.clients import api_key_issue, api_key_revoke
+from smartpay.api.errors import ApiError
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -68,3 +69,89 @@ class CustomerAdmin(admin.ModelAdmin):
     list_filter = ["client_app"]
     search_fields = ["id", "external_id", "email", "name"]
     readonly_fields = ["id", "created_at", "updated_at"]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class AttemptInline(ReadOnlyInline):
+    model = PaymentAttempt
+    fields = ["number", "operation", "gateway", "outcome", "error_code", "http_status", "duration_ms", "created_at"]
+    readonly_fields = fields
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fields = ["id", "amount", "currency", "status", "reason", "failure_code", "created_by", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    """Money rows are read-only here; the refund action goes through the refund service."""
+
+    list_display = ["id", "client_app", "status", "display_amount", "gateway", "customer", "created_at"]
+    list_filter = ["status", "gateway", "currency", "purpose", ("created_at", admin.DateFieldListFilter), "client_app"]
+    search_fields = ["id", "gateway_payment_id", "customer__id", "customer__email", "customer__external_id", "email"]
+    date_hierarchy = "created_at"
+    inlines = [AttemptInline, RefundInline]
+    actions = ["refund_in_full"]
+    list_select_related = ["client_app", "customer"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Amount", ordering="amount")
+    def display_amount(self, obj):
+        return format_minor_units(obj.amount, obj.currency)
+
+    @admin.action(description="Refund what is left of the selected payments")
+    def refund_in_full(self, request, queryset):
+        from payments.services.refunds import refund_create
+
+        done = 0
+        for payment in queryset:
+            try:
+                refund = refund_create(payment=payment, reason="refund by staff", actor=f"staff:{request.user}")
+            except ApiError as error:
+                self.message_user(request, f"{payment.id}: {error.detail_text}", level=messages.ERROR)
+                continue
+            level = messages.SUCCESS if refund.status == "succeeded" else messages.WARNING
+            self.message_user(request, f"{payment.id}: refund {refund.id} {refund.status}", level=level)
+            done += 1
+        if not done:
+            self.message_user(request, "Nothing was refunded.", level=messages.WARNING)
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(admin.ModelAdmin):
+    list_display = ["id", "customer", "brand", "last4", "exp_month", "exp_year", "created_at", "deleted_at"]
+    search_fields = ["id", "customer__id", "customer__email", "last4"]
+    list_filter = ["brand"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+def format_minor_units(amount: int, currency: str) -> str:
+    """Display only: integer minor units as '123.45 PEN' without touching floats."""
+    sign = "-" if amount < 0 else ""
+    whole, cents = divmod(abs(amount), 100)
+    return f"{sign}{whole:,}.{cents:02d} {currency}"

@@ -7,6 +7,7 @@ indexed query, not a deliberately slow password hash on every request.
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -59,3 +60,18 @@ class ClientAppRateThrottle(throttling.SimpleRateThrottle):
         user = request.user
         ident = getattr(user, "pk", None) or self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Describes the API key scheme in the OpenAPI document."""
+
+    target_class = "smartpay.auth.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API key",
+            "description": "A client app's key: `Authorization: Bearer sk_live_…`.",
+        }

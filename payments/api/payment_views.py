@@ -22,7 +22,7 @@ from payments.api.serializers import (
 )
 from payments.enums import Currency
 from payments.gateways.registry import get_adapter
-from payments.models import Customer, Payment, PaymentMethod
+from payments.models import Customer, Payment, PaymentMethod, Refund
 from payments.services.payment_methods import payment_method_delete, payment_method_save
 from payments.services.payments import CardSource, payment_cancel, payment_capture, payment_create
 from payments.services.refunds import refund_create
@@ -171,6 +171,7 @@ class PaymentCancelView(PaymentLookupMixin, GenericAPIView):
 
 
 class PaymentRefundsView(PaymentLookupMixin, GenericAPIView):
+    queryset = Refund.objects.none()  # for schema introspection only; views scope by client app
     serializer_class = RefundSerializer
     pagination_class = CursorPagination
 
@@ -201,6 +202,7 @@ class PaymentRefundsView(PaymentLookupMixin, GenericAPIView):
 
 
 class CustomerPaymentsView(PaymentLookupMixin, GenericAPIView):
+    queryset = Payment.objects.none()  # for schema introspection only; views scope by client app
     serializer_class = PaymentSerializer
     pagination_class = CursorPagination
 
@@ -212,6 +214,7 @@ class CustomerPaymentsView(PaymentLookupMixin, GenericAPIView):
 
 
 class PaymentMethodListCreateView(PaymentLookupMixin, GenericAPIView):
+    queryset = PaymentMethod.objects.none()  # for schema introspection only; views scope by client app
     serializer_class = PaymentMethodSerializer
     pagination_class = CursorPagination
 
@@ -251,6 +254,7 @@ class PaymentMethodDetailView(PaymentLookupMixin, GenericAPIView):
 
 
 class GatewayListView(TenantScopedMixin, GenericAPIView):
+    queryset = Payment.objects.none()  # schema introspection only; this view lists gateways
     serializer_class = GatewaySerializer
     pagination_class = None
 
