@@ -14,6 +14,7 @@ from smartpay.api.base import CursorPagination, TenantScopedMixin
 class CustomerListCreateView(TenantScopedMixin, GenericAPIView):
     serializer_class = CustomerSerializer
     pagination_class = CursorPagination
+    filter_backends = []  # the selector applies the documented query filters (no view queryset to filter)
 
     @extend_schema(
         operation_id="customers_list",
