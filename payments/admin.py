@@ -1,6 +1,16 @@
 from django.contrib import admin, messages
 
-from payments.models import ApiKey, ClientApp, Customer, Payment, PaymentAttempt, PaymentMethod, Refund
+from payments.models import (
+    ApiKey,
+    ClientApp,
+    Customer,
+    Payment,
+    PaymentAttempt,
+    PaymentMethod,
+    Refund,
+    RoutingRule,
+    WebhookEvent,
+)
 from payments.services.clients import api_key_issue, api_key_revoke
 from smartpay.api.errors import ApiError
 
@@ -155,3 +165,43 @@ def format_minor_units(amount: int, currency: str) -> str:
     sign = "-" if amount < 0 else ""
     whole, cents = divmod(abs(amount), 100)
     return f"{sign}{whole:,}.{cents:02d} {currency}"
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    """Deliveries from the gateways. Unmatched ones wait here for reconciliation."""
+
+    list_display = ["id", "gateway", "event_type", "resource_id", "status", "payment", "attempts", "received_at"]
+    list_filter = ["status", "gateway", "event_type"]
+    search_fields = ["id", "event_id", "resource_id", "payment__id"]
+    actions = ["retry_now"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Retry now")
+    def retry_now(self, request, queryset):
+        from payments.tasks import process_webhook_event
+
+        count = 0
+        for event in queryset.exclude(status=WebhookEvent.PROCESSED):
+            WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.RECEIVED)
+            process_webhook_event.delay(event.pk)
+            count += 1
+        self.message_user(request, f"Queued {count} event(s) for processing.")
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ["currency", "priority", "gateway", "enabled", "min_amount", "max_amount", "breaker_state"]
+    list_editable = ["priority", "enabled"]
+    list_filter = ["currency", "gateway", "enabled"]
+
+    @admin.display(description="Circuit breaker")
+    def breaker_state(self, obj):
+        from payments import breaker
+
+        return breaker.state(obj.gateway).state

@@ -195,6 +195,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "payments.purge_idempotency_records", "schedule": 3600.0},
+    "settle-unknown-payments": {"task": "payments.settle_unknown_payments", "schedule": 60.0},
 }
 
 # --- Email (django-anymail) -------------------------------------------------------------------
@@ -234,6 +235,20 @@ GATEWAY_ROUTING = {
     "PEN": env.list("GATEWAY_ROUTING_PEN", default=["culqi", "mercadopago"]),
     "USD": env.list("GATEWAY_ROUTING_USD", default=["culqi", "mercadopago"]),
 }
+# Circuit breakers per gateway (state shared through the cache: Redis in production).
+CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
+CIRCUIT_ERROR_RATE_PERCENT = env.int("CIRCUIT_ERROR_RATE_PERCENT", default=50)
+CIRCUIT_MIN_CALLS = env.int("CIRCUIT_MIN_CALLS", default=20)
+CIRCUIT_WINDOW_SECONDS = env.int("CIRCUIT_WINDOW_SECONDS", default=60)
+CIRCUIT_COOL_DOWN_SECONDS = env.int("CIRCUIT_COOL_DOWN_SECONDS", default=30)
+# Retries of calls that were not processed (connect errors, 429, 503): full-jitter exponential backoff.
+GATEWAY_RETRY_MAX_TRIES = env.int("GATEWAY_RETRY_MAX_TRIES", default=3)
+GATEWAY_RETRY_BASE_SECONDS = env.float("GATEWAY_RETRY_BASE_SECONDS", default=0.2)
+GATEWAY_RETRY_MAX_TOTAL_SECONDS = env.float("GATEWAY_RETRY_MAX_TOTAL_SECONDS", default=4.0)
+# Unknown outcomes: ask the gateway on a backoff schedule; proven absent after this long: failed.
+SETTLE_GIVE_UP_HOURS = env.int("SETTLE_GIVE_UP_HOURS", default=24)
+# Mercado Pago webhook signature timestamps older/newer than this are refused (0: no check).
+MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS = env.int("MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS", default=600)
 # The simulators post webhooks back to PUBLIC_BASE_URL the way the real gateways do.
 SIMULATOR_DELIVER_WEBHOOKS = env.bool("SIMULATOR_DELIVER_WEBHOOKS", default=_SANDBOX)
 

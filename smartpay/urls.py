@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from payments.views import checkout_return
+from payments.webhook_views import culqi_webhook, mercadopago_webhook
 from smartpay import health
 from smartpay.api.errors import problem_response
 
@@ -15,6 +16,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("payments.api.urls")),
     path("checkout/return/<str:payment_id>", checkout_return, name="checkout-return"),
+    path("webhooks/mercadopago", mercadopago_webhook, name="webhook-mercadopago"),
+    path("webhooks/culqi", culqi_webhook, name="webhook-culqi"),
 ]
 
 if settings.GATEWAY_MODE == "sandbox":

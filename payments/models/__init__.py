@@ -9,6 +9,7 @@ from payments.models.payments import (
     PaymentMethod,
     Refund,
 )
+from payments.models.webhooks import RoutingRule, WebhookEvent
 
 __all__ = [
     "ApiKey",
@@ -21,6 +22,8 @@ __all__ = [
     "PaymentAttempt",
     "PaymentMethod",
     "Refund",
+    "RoutingRule",
+    "WebhookEvent",
     "generate_api_key",
     "hash_api_key",
 ]

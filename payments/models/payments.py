@@ -90,6 +90,9 @@ class Payment(models.Model):
     decline_code = models.CharField(max_length=60, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     next_action = models.JSONField(null=True, blank=True)
+    # When to ask the gateway next about a payment whose outcome we do not know yet (null: nothing to settle).
+    settle_after = models.DateTimeField(null=True, blank=True, db_index=True)
+    settle_checks = models.PositiveSmallIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -136,7 +139,9 @@ class PaymentAttempt(models.Model):
     number = models.PositiveSmallIntegerField()
     operation = models.CharField(max_length=12, choices=AttemptOperation.choices)
     gateway = models.CharField(max_length=20)
-    idempotency_key = models.CharField(max_length=80, unique=True)
+    # Shared by the retries of one logical call, so the gateway sees one request (Mercado Pago dedupes on it).
+    idempotency_key = models.CharField(max_length=80, db_index=True)
+    retry = models.PositiveSmallIntegerField(default=0, help_text="0 for the first try of this key.")
     outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices, default=AttemptOutcome.STARTED)
     error_code = models.CharField(max_length=60, blank=True)
     error_message = models.CharField(max_length=300, blank=True)

@@ -12,7 +12,9 @@ settled and never a second charge:
 from __future__ import annotations
 
 import logging
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,7 +23,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from payments import hooks, routing, state
+from payments import breaker, hooks, routing, state
 from payments.enums import AttemptOperation, AttemptOutcome, PaymentPurpose, PaymentStatus
 from payments.exceptions import (
     CaptureExceedsAuthorization,
@@ -111,6 +113,60 @@ def _finish_attempt(attempt: PaymentAttempt, *, outcome: str, started: float, re
         attempt.error_message = error.message[:300]
         attempt.http_status = error.http_status
     attempt.save()
+    if attempt.operation != AttemptOperation.SYNC or outcome in breaker.FAILURE_OUTCOMES:
+        breaker.record(attempt.gateway, outcome)
+
+
+def _retry_attempt(payment_id: str, previous: PaymentAttempt) -> PaymentAttempt:
+    """A new row for a retry of the same logical call: same gateway, same idempotency key."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        number = (payment.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+        return PaymentAttempt.objects.create(
+            payment=payment,
+            number=number,
+            operation=previous.operation,
+            gateway=previous.gateway,
+            idempotency_key=previous.idempotency_key,
+            retry=previous.retry + 1,
+        )
+
+
+_jitter = secrets.SystemRandom()
+
+
+def backoff_delay(try_index: int, retry_after: float | None) -> float:
+    """Full-jitter exponential backoff; a gateway's Retry-After is a floor."""
+    ceiling = settings.GATEWAY_RETRY_BASE_SECONDS * (2**try_index)
+    delay = _jitter.uniform(0, ceiling)
+    return max(delay, retry_after or 0.0)
+
+
+def _call_gateway(payment_id: str, attempt: PaymentAttempt, call: Callable[[str], object]):
+    """Step 2, with bounded retries of errors that prove the request was not processed.
+
+    Returns (attempt, started, result, error) for the last try. Only `GatewayUnavailable` is retried
+    (with the same idempotency key); declines, invalid requests and unknown outcomes never are.
+    """
+    deadline = time.monotonic() + settings.GATEWAY_RETRY_MAX_TOTAL_SECONDS
+    tries = max(1, settings.GATEWAY_RETRY_MAX_TRIES)
+    for try_index in range(tries):
+        if try_index > 0:
+            attempt = _retry_attempt(payment_id, attempt)
+        started = time.monotonic()
+        try:
+            return attempt, started, call(attempt.idempotency_key), None
+        except GatewayUnavailable as error:
+            delay = backoff_delay(try_index, error.retry_after)
+            last_try = try_index + 1 >= tries or time.monotonic() + delay > deadline
+            if last_try or breaker.state(attempt.gateway).state == breaker.OPEN:
+                return attempt, started, None, error
+            _finish_attempt(attempt, outcome=AttemptOutcome.UNAVAILABLE, started=started, error=error)
+            logger.info("retrying gateway call", extra={"gateway": attempt.gateway, "delay_ms": int(delay * 1000)})
+            time.sleep(delay)
+        except GatewayError as error:
+            return attempt, started, None, error
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _error_outcome(error: GatewayError) -> str:
@@ -172,8 +228,25 @@ def payment_apply_gateway_result(payment: Payment, result: ChargeResult, *, gate
             payment.next_action = dict(result.next_action or {"type": "three_d_secure"})
     if payment.status not in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PENDING):
         payment.next_action = None
+    if payment.status == PaymentStatus.PROCESSING:
+        schedule_settlement(payment)  # in review at the gateway: ask again later (webhooks may come first)
+    else:
+        payment.settle_after = None
     payment.save()
     return changed
+
+
+def schedule_settlement(payment: Payment, *, now=None) -> None:
+    """When to ask the gateway next: 1 min, then every 5 min for the first hour, then hourly."""
+    now = now or timezone.now()
+    age = now - payment.created_at if payment.created_at else timedelta(0)
+    if payment.settle_checks == 0:
+        step = timedelta(minutes=1)
+    elif age < timedelta(hours=1):
+        step = timedelta(minutes=5)
+    else:
+        step = timedelta(hours=1)
+    payment.settle_after = now + step
 
 
 def _succeed(payment: Payment, *, captured: int) -> None:
@@ -188,6 +261,7 @@ def _fail(payment: Payment, *, code: str, message: str) -> None:
         payment.failure_code = code
         payment.failure_message = message[:300]
         payment.next_action = None
+        payment.settle_after = None
     payment.save()
 
 
@@ -204,6 +278,7 @@ def _record_charge(payment_id: str, attempt: PaymentAttempt, started: float, *, 
             if isinstance(error, GatewayOutcomeUnknown):
                 # It may have been charged: stays `processing` until the gateway is asked.
                 payment.gateway = attempt.gateway
+                schedule_settlement(payment)
                 payment.save()
             elif final:
                 if isinstance(error, GatewayUnavailable):
@@ -245,7 +320,7 @@ def payment_create(
     """
     if sum(bool(x) for x in (source, payment_method, checkout)) != 1:
         raise ValueError("exactly one of source, payment_method or checkout")
-    plan = _plan_gateways(currency=currency, source=source, payment_method=payment_method)
+    plan = _plan_gateways(currency=currency, amount=amount, source=source, payment_method=payment_method)
     email = email or (customer.email if customer else "")
     source_details = {}
     if source:
@@ -275,6 +350,8 @@ def payment_create(
             return_url=return_url,
             source_details=source_details,
             gateway=plan[0],
+            # Until an answer is recorded, a crash anywhere leaves this for the settle job to finish.
+            settle_after=None if checkout else timezone.now() + _answer_window(),
         )
         attempt = _new_attempt(
             payment,
@@ -291,59 +368,87 @@ def payment_create(
                 locked.save(update_fields=["gateway", "updated_at"])
                 attempt = _new_attempt(locked, operation=attempt.operation, gateway=gateway)
         is_last = index == len(plan) - 1
-        started = time.monotonic()
-        try:
+        adapter = get_adapter(gateway)
+        if checkout:
+            attempt, started, session, error = _call_gateway(
+                payment.pk,
+                attempt,
+                lambda key, a=adapter, p=payment, g=gateway: a.create_checkout(_checkout_request(p, key, g)),
+            )
+        else:
+            attempt, started, result, error = _call_gateway(
+                payment.pk,
+                attempt,
+                lambda key, a=adapter, p=payment, g=gateway: a.charge(
+                    _charge_request(p, key, g, source, payment_method)
+                ),
+            )
+        if error is None:
             if checkout:
-                session = get_adapter(gateway).create_checkout(_checkout_request(payment, attempt))
                 payment = _record_checkout(payment.pk, attempt, started, session)
             else:
-                result = get_adapter(gateway).charge(_charge_request(payment, attempt, source, payment_method))
                 payment = _record_charge(payment.pk, attempt, started, result=result)
-        except GatewayUnavailable as error:
-            payment = _record_charge(payment.pk, attempt, started, error=error, final=is_last)
+            break
+        payment = _record_charge(payment.pk, attempt, started, error=error, final=is_last)
+        if isinstance(error, GatewayUnavailable):
             if not is_last:
                 logger.warning("failing over", extra={"payment": payment.pk, "from_gateway": gateway})
                 continue
-            raise GatewayUnavailableError(
-                f"{gateway} is unavailable and nothing was charged. Try again later"
-                + (" or tokenize the card with another gateway." if source else "."),
-                headers={"Retry-After": str(int(error.retry_after or 30))},
-                payment=payment.pk,
-                alternatives=[g for g in routing.candidates(currency) if g != gateway and routing.is_healthy(g)],
-            ) from None
-        except GatewayError as error:
-            payment = _record_charge(payment.pk, attempt, started, error=error)
+            raise _unavailable(gateway, currency, retry_after=error.retry_after, payment=payment.pk, token=bool(source))
         break
     return payment
 
 
-def _plan_gateways(*, currency: str, source: CardSource | None, payment_method: PaymentMethod | None) -> list[str]:
+def _answer_window() -> timedelta:
+    """How long a gateway call can take (all retries included) before we go and ask about it."""
+    seconds = settings.GATEWAY_CONNECT_TIMEOUT + settings.GATEWAY_READ_TIMEOUT
+    return timedelta(seconds=seconds * max(1, settings.GATEWAY_RETRY_MAX_TRIES) + 60)
+
+
+def _unavailable(gateway: str, currency: str, *, retry_after=None, payment=None, token=False) -> Exception:
+    alternatives = [g for g in routing.candidates(currency) if g != gateway and routing.is_healthy(g)]
+    return GatewayUnavailableError(
+        f"{gateway} is unavailable and nothing was charged. Try again later"
+        + (" or tokenize the card with another gateway." if token and alternatives else "."),
+        headers={"Retry-After": str(int(retry_after or breaker.state(gateway).retry_after or 30))},
+        payment=payment,
+        alternatives=alternatives,
+    )
+
+
+def _plan_gateways(
+    *, currency: str, amount: int, source: CardSource | None, payment_method: PaymentMethod | None
+) -> list[str]:
+    """The gateways to try, in order. Refuses up front (nothing created) when none can be called."""
     if source is not None:
         if not routing.supports(source.gateway, currency):
             raise CurrencyNotSupported(f"{source.gateway} does not take {currency}.")
+        if not breaker.allow_request(source.gateway):
+            raise _unavailable(source.gateway, currency, token=True)
         return [source.gateway]
-    allowed = routing.candidates(currency)
+    allowed = routing.candidates(currency, amount)
     if payment_method is not None:
         saved_at = set(payment_method.gateway_cards.values_list("gateway", flat=True))
-        plan = [g for g in allowed if g in saved_at]
-        if not plan:
+        allowed = [g for g in allowed if g in saved_at]
+        if not allowed:
             raise CurrencyNotSupported(f"This card is not saved at any gateway that takes {currency}.")
-        return plan
-    if not allowed:
+    elif not allowed:
         raise CurrencyNotSupported(f"No gateway takes {currency}.")
-    healthy = [g for g in allowed if routing.is_healthy(g)]
-    return healthy or allowed
+    plan = [g for g in routing.healthy_first(allowed) if breaker.allow_request(g)]
+    if not plan:
+        raise _unavailable(allowed[0], currency)
+    return plan
 
 
-def _charge_request(payment: Payment, attempt: PaymentAttempt, source, payment_method) -> ChargeRequest:
+def _charge_request(payment: Payment, key: str, gateway: str, source, payment_method) -> ChargeRequest:
     saved_card = None
     if payment_method is not None:
-        card = payment_method.gateway_cards.get(gateway=attempt.gateway)
+        card = payment_method.gateway_cards.get(gateway=gateway)
         saved_card = SavedCardRef(gateway_customer_id=card.gateway_customer_id, gateway_card_id=card.gateway_card_id)
     details = payment.source_details
     return ChargeRequest(
         reference=payment.id,
-        idempotency_key=attempt.idempotency_key,
+        idempotency_key=key,
         amount=payment.amount,
         currency=payment.currency,
         email=payment.email,
@@ -355,20 +460,20 @@ def _charge_request(payment: Payment, attempt: PaymentAttempt, source, payment_m
         payment_method_id=details.get("payment_method_id"),
         issuer_id=details.get("issuer_id"),
         installments=details.get("installments", 1),
-        notification_url=f"{settings.PUBLIC_BASE_URL}/webhooks/{attempt.gateway}",
+        notification_url=f"{settings.PUBLIC_BASE_URL}/webhooks/{gateway}",
     )
 
 
-def _checkout_request(payment: Payment, attempt: PaymentAttempt) -> CheckoutRequest:
+def _checkout_request(payment: Payment, key: str, gateway: str) -> CheckoutRequest:
     return CheckoutRequest(
         reference=payment.id,
-        idempotency_key=attempt.idempotency_key,
+        idempotency_key=key,
         amount=payment.amount,
         currency=payment.currency,
         email=payment.email,
         description=payment.description or f"Payment {payment.id}",
         return_url=f"{settings.PUBLIC_BASE_URL}/checkout/return/{payment.id}",
-        notification_url=f"{settings.PUBLIC_BASE_URL}/webhooks/{attempt.gateway}",
+        notification_url=f"{settings.PUBLIC_BASE_URL}/webhooks/{gateway}",
         expires_at=timezone.now() + timedelta(hours=24),
     )
 

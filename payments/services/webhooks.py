@@ -1,0 +1,295 @@
+"""Webhooks from the gateways: verify, store raw (deduplicated), then process in a worker.
+
+Receiving is cheap and fast: check authenticity, insert the raw delivery under a unique
+(gateway, event id), answer 2xx. Processing never trusts the body: it re-fetches the object from
+the gateway's API, matches it to our payment (gateway id, then our reference) and applies it
+through the one status machine with the payment row locked. Out-of-order deliveries therefore
+cannot move a payment backwards, and duplicates have no second effect.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from payments.enums import PaymentStatus
+from payments.gateways.base import ChargeResult, GatewayError, GatewayNotFound, GatewayUnavailable
+from payments.gateways.registry import get_adapter
+from payments.models import Payment, WebhookEvent
+from payments.services.payments import payment_apply_gateway_result, payment_sync
+
+logger = logging.getLogger("smartpay.webhooks")
+
+_KEPT_HEADERS = ("x-request-id", "x-signature", "x-retry", "user-agent", "content-type")
+
+
+class WebhookRejected(Exception):
+    """Authenticity could not be established: answer 401 and store nothing."""
+
+
+class WebhookMalformed(Exception):
+    """Not a delivery we understand: answer 400 and store nothing."""
+
+
+class TransientWebhookError(Exception):
+    """The gateway could not be asked right now; the worker retries with backoff."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    gateway: str
+    event_id: str
+    event_type: str
+    resource_id: str
+
+
+# --- Authenticity ---------------------------------------------------------------------------------
+
+
+def parse_mercadopago_signature(header: str) -> tuple[str, str]:
+    """`ts=…,v1=…` → (ts, v1). Unknown keys are ignored."""
+    parts = {}
+    for piece in header.split(","):
+        key, _, value = piece.strip().partition("=")
+        if key:
+            parts[key.strip()] = value.strip()
+    if not parts.get("ts") or not parts.get("v1"):
+        raise WebhookRejected("x-signature lacks ts or v1")
+    return parts["ts"], parts["v1"]
+
+
+def mercadopago_manifest(*, data_id: str | None, request_id: str | None, ts: str) -> str:
+    """`id:<data.id>;request-id:<x-request-id>;ts:<ts>;`, each part omitted when its value is absent."""
+    pairs = (("id", data_id), ("request-id", request_id), ("ts", ts))
+    return "".join(f"{key}:{value};" for key, value in pairs if value)
+
+
+def verify_mercadopago_signature(*, header: str | None, data_id: str | None, request_id: str | None, now=None) -> None:
+    secret = settings.MERCADOPAGO_WEBHOOK_SECRET
+    if not secret:
+        raise WebhookRejected("MERCADOPAGO_WEBHOOK_SECRET is not configured")
+    if not header:
+        raise WebhookRejected("missing x-signature")
+    ts, v1 = parse_mercadopago_signature(header)
+    tolerance = settings.MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS
+    if tolerance:
+        try:
+            stamp = int(ts)
+        except ValueError:
+            raise WebhookRejected("ts is not a number") from None
+        seconds = stamp / 1000 if stamp > 10**12 else stamp  # Mercado Pago sends seconds or milliseconds
+        if abs((now or time.time()) - seconds) > tolerance:
+            raise WebhookRejected("stale or future ts")
+    # Payment ids are numeric; alphanumeric ids are checked as received, then lower-cased.
+    candidates = {data_id, data_id.lower() if data_id else data_id}
+    for candidate in candidates:
+        manifest = mercadopago_manifest(data_id=candidate, request_id=request_id, ts=ts)
+        expected = hmac.new(secret.encode(), manifest.encode(), hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected, v1.lower()):
+            return
+    raise WebhookRejected("x-signature does not match")
+
+
+def verify_culqi_basic_auth(authorization: str | None) -> None:
+    username, password = settings.CULQI_WEBHOOK_USERNAME, settings.CULQI_WEBHOOK_PASSWORD
+    if not username and not password:
+        return  # Basic auth is optional at Culqi; authenticity then rests on the re-fetch
+    if not authorization or not authorization.lower().startswith("basic "):
+        raise WebhookRejected("missing Basic credentials")
+    try:
+        decoded = base64.b64decode(authorization.split(" ", 1)[1].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookRejected("malformed Basic credentials") from None
+    given_user, _, given_password = decoded.partition(":")
+    user_ok = hmac.compare_digest(given_user.encode(), username.encode())
+    password_ok = hmac.compare_digest(given_password.encode(), password.encode())
+    if not (user_ok and password_ok):
+        raise WebhookRejected("wrong Basic credentials")
+
+
+# --- Parsing ----------------------------------------------------------------------------------------
+
+
+def parse_mercadopago(*, query: dict, body: bytes, headers: dict) -> Delivery:
+    """Webhooks (`type` + `data.id`, signed) or the older IPN (`topic` + `id`, trusted via re-fetch)."""
+    if "topic" in query and "id" in query and "data.id" not in query:
+        topic, resource_id = query["topic"], query["id"]
+        marker = headers.get("x-request-id") or hashlib.sha256(body or b"").hexdigest()[:16]
+        return Delivery("mercadopago", f"ipn:{topic}:{resource_id}:{marker}", topic, resource_id)
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        raise WebhookMalformed("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookMalformed("body is not a JSON object")
+    data_id = query.get("data.id") or str((payload.get("data") or {}).get("id") or "")
+    event_type = query.get("type") or payload.get("type") or payload.get("topic") or ""
+    if not data_id:
+        raise WebhookMalformed("no data.id")
+    notification_id = str(payload.get("id") or "")
+    action = str(payload.get("action") or "")
+    event_id = notification_id or f"{event_type}:{data_id}:{action}:{headers.get('x-request-id', '')}"
+    return Delivery("mercadopago", event_id, event_type, data_id)
+
+
+def _culqi_data(payload: dict) -> dict:
+    data = payload.get("data")
+    if isinstance(data, str):  # Culqi sends `data` as a JSON-encoded string
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise WebhookMalformed("data is not JSON") from None
+    if not isinstance(data, dict):
+        raise WebhookMalformed("data is not an object")
+    return data
+
+
+def parse_culqi(*, body: bytes) -> Delivery:
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        raise WebhookMalformed("body is not JSON") from None
+    if not isinstance(payload, dict) or not payload.get("id") or not payload.get("type"):
+        raise WebhookMalformed("not a Culqi event")
+    data = _culqi_data(payload)
+    event_type = str(payload["type"])
+    if event_type.startswith("refund."):
+        resource_id = data.get("chargeId") or data.get("charge_id") or ""
+    else:
+        resource_id = data.get("id") or ""
+    return Delivery("culqi", str(payload["id"]), event_type, str(resource_id))
+
+
+# --- Receive ----------------------------------------------------------------------------------------
+
+
+def webhook_receive(*, delivery: Delivery, raw_body: bytes, query: dict, headers: dict) -> tuple[WebhookEvent, bool]:
+    """Store a verified delivery once. Returns (event, created); a duplicate is (existing, False)."""
+    kept = {key: value for key, value in headers.items() if key.lower() in _KEPT_HEADERS}
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                gateway=delivery.gateway,
+                event_id=delivery.event_id[:200],
+                event_type=delivery.event_type[:80],
+                resource_id=delivery.resource_id[:120],
+                raw_body=raw_body.decode("utf-8", errors="replace"),
+                query=query,
+                headers=kept,
+            )
+            transaction.on_commit(lambda: _enqueue(event.pk))
+            return event, True
+    except IntegrityError:
+        existing = WebhookEvent.objects.get(gateway=delivery.gateway, event_id=delivery.event_id[:200])
+        return existing, False
+
+
+def _enqueue(event_pk: str) -> None:
+    from payments.tasks import process_webhook_event
+
+    process_webhook_event.delay(event_pk)
+
+
+# --- Process ----------------------------------------------------------------------------------------
+
+_PAYMENT_TOPICS = {"payment", "payment.created", "payment.updated"}
+
+
+def webhook_process(*, event_id: str) -> WebhookEvent:
+    """Apply one stored delivery. Idempotent: a processed event is left alone.
+
+    Raises TransientWebhookError when the gateway cannot be asked now (the task retries).
+    """
+    event = WebhookEvent.objects.get(pk=event_id)
+    if event.status in (WebhookEvent.PROCESSED, WebhookEvent.IGNORED):
+        return event
+    WebhookEvent.objects.filter(pk=event.pk).update(attempts=event.attempts + 1)
+    try:
+        process = _process_mercadopago if event.gateway == "mercadopago" else _process_culqi
+        outcome = process(event)
+    except GatewayUnavailable as error:
+        _note_error(event, error.message)
+        raise TransientWebhookError(error.message) from None
+    except GatewayError as error:
+        if isinstance(error, GatewayNotFound):
+            return _finish(event, WebhookEvent.UNMATCHED, error="the gateway does not know this object")
+        _note_error(event, error.message)
+        raise TransientWebhookError(error.message) from None
+    return outcome
+
+
+def _note_error(event: WebhookEvent, message: str) -> None:
+    WebhookEvent.objects.filter(pk=event.pk).update(last_error=message[:300])
+
+
+def _finish(event: WebhookEvent, status: str, *, payment: Payment | None = None, error: str = "") -> WebhookEvent:
+    event.status = status
+    event.payment = payment
+    event.last_error = error[:300]
+    event.processed_at = timezone.now()
+    event.save(update_fields=["status", "payment", "last_error", "processed_at"])
+    return event
+
+
+def webhook_mark_failed(*, event_id: str, error: str) -> None:
+    WebhookEvent.objects.filter(pk=event_id).exclude(status=WebhookEvent.PROCESSED).update(
+        status=WebhookEvent.FAILED, last_error=error[:300]
+    )
+    logger.error("webhook processing failed for good", extra={"webhook_event": event_id})
+
+
+def _process_mercadopago(event: WebhookEvent) -> WebhookEvent:
+    if event.event_type not in _PAYMENT_TOPICS:
+        return _finish(event, WebhookEvent.IGNORED)
+    result = get_adapter("mercadopago").retrieve(event.resource_id)
+    return _apply(event, result)
+
+
+def _process_culqi(event: WebhookEvent) -> WebhookEvent:
+    kind = event.event_type
+    if kind.startswith("order."):
+        payment = Payment.objects.filter(gateway="culqi", gateway_checkout_id=event.resource_id).first()
+        if payment is None:
+            return _finish(event, WebhookEvent.UNMATCHED, error="no payment for this order")
+        payment = payment_sync(payment=payment)
+        return _finish(event, WebhookEvent.PROCESSED, payment=payment)
+    if not (kind.startswith("charge.") or kind.startswith("refund.")) or not event.resource_id:
+        return _finish(event, WebhookEvent.IGNORED)
+    result = get_adapter("culqi").retrieve(event.resource_id)
+    return _apply(event, result)
+
+
+def match_payment(gateway: str, result: ChargeResult) -> Payment | None:
+    """Our payment for a gateway object: by the gateway's id, else by the reference we sent."""
+    if result.gateway_payment_id:
+        found = Payment.objects.filter(gateway=gateway, gateway_payment_id=result.gateway_payment_id).first()
+        if found:
+            return found
+    if result.reference and result.reference.startswith("pay_"):
+        return Payment.objects.filter(pk=result.reference).first()
+    return None
+
+
+def _apply(event: WebhookEvent, result: ChargeResult) -> WebhookEvent:
+    payment = match_payment(event.gateway, result)
+    if payment is None:
+        return _finish(event, WebhookEvent.UNMATCHED, error="no payment matches this object")
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        if result.currency != locked.currency or result.amount not in (locked.amount, locked.amount_captured):
+            # The gateway object does not match our intent: never apply it; a human must look.
+            logger.error("webhook amount/currency mismatch", extra={"payment": locked.pk, "webhook_event": event.pk})
+            return _finish(event, WebhookEvent.UNMATCHED, payment=locked, error="amount or currency differs")
+        if locked.gateway and locked.gateway != event.gateway and locked.status != PaymentStatus.PROCESSING:
+            return _finish(event, WebhookEvent.UNMATCHED, payment=locked, error="payment belongs to another gateway")
+        payment_apply_gateway_result(locked, result, gateway=event.gateway)
+        return _finish(event, WebhookEvent.PROCESSED, payment=locked)
