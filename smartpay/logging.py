@@ -44,7 +44,10 @@ class RedactingFilter(logging.Filter):
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_context.get_request_id()
+        # Django logs 4xx/5xx responses after the middleware has returned: it passes the request.
+        record.request_id = request_context.get_request_id() or getattr(
+            getattr(record, "request", None), "request_id", None
+        )
         return True
 
 

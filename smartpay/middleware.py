@@ -13,10 +13,12 @@ class RequestIdMiddleware:
     def __call__(self, request):
         request_id = request_context.accept_or_make(request.headers.get("X-Request-Id"))
         request.request_id = request_id
-        # Not reset on the way out: Django logs 5xx responses after the middleware returns, and
-        # those lines must carry the id too. The next request on this thread sets its own.
-        request_context.set_request_id(request_id)
-        response = self.get_response(request)
+        token = request_context.set_request_id(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            # Django's own 4xx/5xx log lines come after this; they find the id on `request`.
+            request_context.reset_request_id(token)
         response["Request-Id"] = request_id
         return response
 
