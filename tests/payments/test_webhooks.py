@@ -15,9 +15,9 @@ from payments import hooks
 from payments.enums import PaymentStatus
 from payments.models import Payment, WebhookEvent
 
-pytestmark = pytest.mark.django_db
-
 from tests.payments.conftest import CULQI_BASE, MP_BASE, SECRET
+
+pytestmark = pytest.mark.django_db
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
