@@ -29,7 +29,12 @@ def culqi_ok(settings):
 
     def reply(request):
         sent = json.loads(request.body)
-        body = {**charge, "id": f"chr_test_{next(counter):016d}", "amount": sent["amount"], "metadata": sent["metadata"]}
+        body = {
+            **charge,
+            "id": f"chr_test_{next(counter):016d}",
+            "amount": sent["amount"],
+            "metadata": sent["metadata"],
+        }
         return 201, {}, json.dumps(body)
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

@@ -14,7 +14,6 @@ from django.test import TestCase
 from payments import hooks
 from payments.enums import PaymentStatus
 from payments.models import Payment, WebhookEvent
-
 from tests.payments.conftest import CULQI_BASE, MP_BASE, SECRET
 
 pytestmark = pytest.mark.django_db
