@@ -27,8 +27,9 @@ COPY . .
 # Admin and Swagger UI assets (drf-spectacular-sidecar: no CDN) are collected into STATIC_ROOT at build
 # time and served by WhiteNoise with hashed, compressed names. Settings refuse to load without a
 # SECRET_KEY when DEBUG is off, so this RUN alone gets a throwaway one; it is not kept in the image.
+# Bytecode is compiled here too: at run time the unprivileged user cannot write __pycache__.
 RUN SECRET_KEY=collectstatic-build-only-placeholder DEBUG=false python manage.py collectstatic --noinput \
-    && python -m compileall -q smartpay payments
+    && python -m compileall -q .
 
 USER smartpay
 

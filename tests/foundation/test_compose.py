@@ -5,6 +5,7 @@ checkout (modules importable, management commands existing), and the image's com
 check are run for real against a production-like configuration.
 """
 
+import ast
 import http.client
 import importlib
 import json
@@ -108,6 +109,27 @@ def test_dockerfile_healthcheck_probes_healthz():
     healthcheck = dockerfile_exec_form("HEALTHCHECK")
     assert healthcheck[0] == "python"
     assert "http://127.0.0.1:8000/healthz" in healthcheck[-1]
+
+
+DEV_ONLY_MODULES = {"pytest", "pytest_django", "responses", "hypothesis", "factory", "ruff", "tests", "bench"}
+
+
+def test_runtime_code_imports_nothing_that_is_missing_from_the_image():
+    """The image installs requirements.txt only and leaves tests/ and bench/ out (.dockerignore)."""
+    offenders = []
+    for source in BASE_DIR.rglob("*.py"):
+        relative = source.relative_to(BASE_DIR)
+        if relative.parts[0] in (".venv", "tests", "bench") or "migrations" in relative.parts:
+            continue
+        for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            offenders += [f"{relative}: {name}" for name in names if name.split(".")[0] in DEV_ONLY_MODULES]
+    assert offenders == []
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out():
