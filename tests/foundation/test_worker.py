@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from celery.result import allow_join_result
 from django.conf import settings
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -77,7 +78,10 @@ def test_real_worker_answers_ping_through_the_broker(broker_url, worker):
     try:
         result = client.send_task("smartpay.ping", args=[value], queue="celery")
         try:
-            answer = result.get(timeout=WAIT_SECONDS)
+            # Eager tasks run from many threads elsewhere in the suite can leave Celery's process-wide
+            # "inside a task" flag set (it is not thread-safe); this test is not a task.
+            with allow_join_result():
+                answer = result.get(timeout=WAIT_SECONDS)
         except Exception as exc:  # show the worker's own log with whatever went wrong
             alive = "running" if process.poll() is None else f"exited with {process.returncode}"
             pytest.fail(f"no answer in {WAIT_SECONDS}s ({type(exc).__name__}); worker {alive}:\n{log_path.read_text()}")
