@@ -148,14 +148,30 @@ class PaymentSerializer(serializers.ModelSerializer):
 class RefundSerializer(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     payment = serializers.PrimaryKeyRelatedField(read_only=True)
+    credits_clawed_back = serializers.SerializerMethodField(
+        help_text="For refunds of credit purchases: unconsumed credits taken back by this refund; null otherwise."
+    )
 
     class Meta:
         model = Refund
-        fields = ["id", "object", "payment", "amount", "currency", "status", "reason", "created_at"]
+        fields = [
+            "id",
+            "object",
+            "payment",
+            "amount",
+            "currency",
+            "status",
+            "reason",
+            "created_at",
+            "credits_clawed_back",
+        ]
         read_only_fields = fields
 
     def get_object(self, obj) -> str:
         return "refund"
+
+    def get_credits_clawed_back(self, obj) -> int | None:
+        return (getattr(obj, "handler_report", None) or {}).get("credits_clawed_back")
 
 
 class PaymentMethodSerializer(serializers.ModelSerializer):
