@@ -1,6 +1,7 @@
 """Prefixed, time-ordered ids (`pay_01hz…`): sortable by creation, unguessable, safe in URLs."""
 
 import secrets
+import threading
 import time
 
 from django.db import models
@@ -16,9 +17,21 @@ def _encode(number: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_lock = threading.Lock()
+_last = [0, 0]  # (millis, random tail) of the last id made in this process
+
+
 def make_id(prefix: str) -> str:
+    """48 bits of milliseconds + 80 random bits. Within one millisecond, ids made by this process
+    increase (the tail is incremented), so "newest first" ordering by id holds for one writer."""
     millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{_encode(millis, 10)}{_encode(secrets.randbits(80), 16)}"
+    with _lock:
+        if millis <= _last[0]:
+            millis, tail = _last[0], (_last[1] + 1) % (1 << 80)
+        else:
+            tail = secrets.randbits(79)  # leaves room to increment without overflowing
+        _last[0], _last[1] = millis, tail
+    return f"{prefix}_{_encode(millis, 10)}{_encode(tail, 16)}"
 
 
 class PrefixedIdField(models.CharField):

@@ -20,4 +20,5 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 SECURE_SSL_REDIRECT = False
 STATIC_ROOT = None  # no collected files in tests; WhiteNoise serves from the finders
+WHITENOISE_USE_FINDERS = True
 GATEWAY_RETRY_BASE_SECONDS = 0.01  # keep retry back-off sleeps short in tests
