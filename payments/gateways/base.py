@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -289,6 +289,19 @@ class GatewayAdapter(ABC):
         self, reference: str, *, amount: int, currency: str, email: str, created_after: datetime
     ) -> ChargeResult | None:
         """The charge made for our `reference`, or None when the gateway proves there is none."""
+
+    @abstractmethod
+    def list_charges(self, *, day_start: datetime, day_end: datetime) -> Iterator[ChargeResult]:
+        """Every charge the gateway created in `[day_start, day_end)` (timezone-aware), for reconciliation.
+
+        A generator that holds one page of the gateway's listing in memory at a time, so a day of
+        100,000 charges streams. It yields the gateway's records as they are (declines, refunds and
+        charges SmartPay never made included), each with `created_at` and, when the gateway echoes
+        it, our `reference`. It either lists the window completely or raises a `GatewayError`: a
+        listing that cannot be finished (no usable cursor, fewer records than the gateway counted)
+        is an error, never a silent short read, because reconciliation reads absence as a finding.
+        Read-only: failures are `GatewayUnavailable`, never `GatewayOutcomeUnknown`.
+        """
 
     @abstractmethod
     def save_card(self, request: SaveCardRequest) -> SavedCard: ...

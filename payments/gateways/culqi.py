@@ -17,8 +17,10 @@ Section numbers (§) refer to docs/reference/culqi.md. The Culqi quirks absorbed
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -72,6 +74,10 @@ DEFAULT_PHONE = "999999999"
 
 LIST_PAGE_SIZE = 100  # the maximum `limit` (§3)
 LIST_MAX_PAGES = 50  # 5,000 charges for one email and amount: past that, refuse to conclude "absent"
+# A day's listing is hundreds of pages: one 429 or 503 must not end it. Each page is asked again from the
+# same cursor, honouring Retry-After, at most this many times in all.
+LIST_PAGE_TRIES = 3
+LIST_RETRY_MAX_SECONDS = 30.0
 LOOKUP_CLOCK_SKEW = timedelta(minutes=15)  # widens `creation_date_from`; a wider window only costs a page
 CHECKOUT_TTL = timedelta(hours=24)
 
@@ -276,6 +282,59 @@ class CulqiAdapter(GatewayAdapter):
             f"culqi: more than {LIST_MAX_PAGES} pages of charges to search; cannot prove the charge is absent",
             gateway=self.name,
         )
+
+    def list_charges(self, *, day_start: datetime, day_end: datetime) -> Iterator[ChargeResult]:
+        """Every charge created in `[day_start, day_end)`: `GET /v2/charges`, 100 a page, `after` cursors (§3, §5.4).
+
+        The date filters go in epoch seconds, as in `find_by_reference` (§3: list filters are "unix"), widened
+        to whole seconds; the window is then cut exactly on each charge's `creation_date` (milliseconds), so a
+        charge in a boundary second is listed on one day only. Declined charges are listed too (Culqi keeps
+        them, §5.1). One page is held at a time. A page that cannot be read now is asked again (see
+        `_list_page`); a listing that claims more pages without a usable cursor is an error, not an end.
+        """
+        params: dict[str, Any] = {
+            "creation_date_from": math.floor(day_start.timestamp()),
+            "creation_date_to": math.ceil(day_end.timestamp()),
+            "limit": LIST_PAGE_SIZE,
+        }
+        cursor: str | None = None
+        while True:
+            response, items, paging = self._list_page({**params, "after": cursor} if cursor else params)
+            for item in items:
+                result = _charge_result(item)
+                if result is None:
+                    raise self._unreadable(response, side_effect=False)
+                if result.created_at is None or day_start <= result.created_at < day_end:
+                    yield result
+            next_cursor = _next_cursor(paging, items)
+            if next_cursor is False:
+                return
+            if next_cursor is None or next_cursor == cursor:
+                raise GatewayUnavailable(
+                    "culqi: the charge list says more pages exist but gives no usable `after` cursor",
+                    gateway=self.name,
+                    http_status=response.status_code,
+                    raw=paging,
+                )
+            cursor = next_cursor
+
+    def _list_page(self, params: Mapping[str, Any]) -> tuple[requests.Response, list[Any], dict[str, Any] | None]:
+        """One page of `GET /v2/charges` as (response, data, paging), retried while Culqi is unavailable."""
+        for attempt in range(LIST_PAGE_TRIES):
+            try:
+                response, data = self._request("GET", "/charges", side_effect=False, params=params)
+                if not 200 <= response.status_code < 300:
+                    raise self._error(response, data, side_effect=False)
+                items = data.get("data") if isinstance(data, dict) else None
+                paging = data.get("paging") if isinstance(data, dict) else None
+                if not isinstance(items, list) or not isinstance(paging, dict | None):
+                    raise self._unreadable(response, side_effect=False)
+                return response, items, paging
+            except GatewayUnavailable as error:
+                if attempt + 1 >= LIST_PAGE_TRIES:
+                    raise
+                time.sleep(min(LIST_RETRY_MAX_SECONDS, error.retry_after or 2.0**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- Saved cards ------------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -67,6 +69,17 @@ CENT = Decimal("0.01")
 SEARCH_CLOCK_SKEW = timedelta(minutes=10)
 # Mercado Pago only searches the last 12 months and refuses ranges of 365 days or more (9062).
 SEARCH_MAX_RANGE = timedelta(days=364)
+# Listing a day (`list_charges`): pages of 100 (the SDK's auto-pager size, §4), offset paging.
+SEARCH_PAGE_SIZE = 100
+# The reference states no ceiling on `offset` (§4, §17), but deep offsets are where search APIs cap or
+# slow down, so a window counting more payments than this is split into smaller windows before paging.
+# Unconfirmed guard: when a window fits (always, below this many payments a day) nothing is wasted.
+SEARCH_WINDOW_MAX_RESULTS = 10_000
+SEARCH_MIN_WINDOW = timedelta(seconds=1)
+SEARCH_RESOLUTION = timedelta(milliseconds=1)  # `date_created` has milliseconds; `end_date` is inclusive
+# A page that cannot be read now (429, 503, a read timeout) is asked again, at most this many times in all.
+SEARCH_PAGE_TRIES = 3
+SEARCH_RETRY_MAX_SECONDS = 30.0
 
 
 # --- Money: int minor units <-> Mercado Pago's decimal amounts -----------------------------------
@@ -394,6 +407,69 @@ class MercadoPagoAdapter(GatewayAdapter):
             matches, key=lambda item: (_aware(_parse_datetime(item[1].get("date_created"))) or oldest, -item[0])
         )
         return self._charge_result(newest, raw_results[index], side_effect=False)
+
+    def list_charges(self, *, day_start: datetime, day_end: datetime) -> Iterator[ChargeResult]:
+        """Every payment created in `[day_start, day_end)`: GET /v1/payments/search (§4).
+
+        `range=date_created`, oldest first, 100 a page with `offset` paging until `offset >= paging.total`.
+        A window whose `paging.total` exceeds SEARCH_WINDOW_MAX_RESULTS is split into equal smaller windows
+        (recursively) so no offset gets deep. Ending a window with fewer payments than it counted is an
+        error, never a short read. One page is held in memory at a time.
+        """
+        yield from self._list_window(_aware(day_start), _aware(day_end))
+
+    def _list_window(self, start: datetime, end: datetime) -> Iterator[ChargeResult]:
+        offset = 0
+        page, raw, total = self._search_page(start, end, offset)
+        if total > SEARCH_WINDOW_MAX_RESULTS and end - start > SEARCH_MIN_WINDOW:
+            parts = math.ceil(total / SEARCH_WINDOW_MAX_RESULTS) + 1
+            step = max(SEARCH_MIN_WINDOW, timedelta(seconds=math.ceil((end - start).total_seconds() / parts)))
+            cut = start
+            while cut < end:
+                yield from self._list_window(cut, min(cut + step, end))
+                cut += step
+            return
+        while True:
+            results = page["results"]
+            for index, payment in enumerate(results):
+                result = self._charge_result(payment, raw["results"][index], side_effect=False)
+                if result.created_at is None or start <= result.created_at < end:
+                    yield result
+            offset += len(results)
+            if offset >= total:
+                return
+            if not results:
+                raise GatewayUnavailable(
+                    f"mercadopago: the payment search ended at {offset} of the {total} payments it counted",
+                    gateway=self.name,
+                )
+            page, raw, total = self._search_page(start, end, offset)
+
+    def _search_page(self, start: datetime, end: datetime, offset: int) -> tuple[Mapping[str, Any], Any, int]:
+        """One page of the search as (body, raw body, paging.total), retried while Mercado Pago is unavailable."""
+        params = {
+            "range": "date_created",
+            "begin_date": _mp_datetime(start),
+            "end_date": _mp_datetime(end - SEARCH_RESOLUTION),
+            "sort": "date_created",
+            "criteria": "asc",
+            "limit": SEARCH_PAGE_SIZE,
+            "offset": offset,
+        }
+        for attempt in range(SEARCH_PAGE_TRIES):
+            try:
+                found, raw = self._call("GET", "/v1/payments/search", params=params)
+                with self._reading(side_effect=False):
+                    _results(found)
+                    total = _opt_int(_mapping(found.get("paging")).get("total"))
+                    if total is None or total < 0:
+                        raise _MalformedResponse("search without paging.total")
+                    return found, raw, total
+            except GatewayUnavailable as error:
+                if attempt + 1 >= SEARCH_PAGE_TRIES:
+                    raise
+                time.sleep(min(SEARCH_RETRY_MAX_SECONDS, error.retry_after or 2.0**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- Saved cards -----------------------------------------------------------------------------
 
