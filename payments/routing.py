@@ -30,8 +30,3 @@ def supports(gateway: str, currency: str) -> bool:
 
 def is_healthy(gateway: str) -> bool:
     return breaker.is_healthy(gateway)
-
-
-def healthy_first(gateways: list[str]) -> list[str]:
-    """Routing order, with gateways whose breaker is open moved to the end (kept as a last resort)."""
-    return sorted(gateways, key=lambda name: not is_healthy(name))

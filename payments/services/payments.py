@@ -434,7 +434,8 @@ def _plan_gateways(
             raise CurrencyNotSupported(f"This card is not saved at any gateway that takes {currency}.")
     elif not allowed:
         raise CurrencyNotSupported(f"No gateway takes {currency}.")
-    plan = [g for g in routing.healthy_first(allowed) if breaker.allow_request(g)]
+    # Routing order, skipping gateways whose breaker is open; a half-open one gets its single probe.
+    plan = [g for g in allowed if breaker.allow_request(g)]
     if not plan:
         raise _unavailable(allowed[0], currency)
     return plan
