@@ -35,7 +35,7 @@ from credits.models import (
     PurchaseSource,
     PurchaseStatus,
 )
-from credits.selectors import EXPIRING_SOON, KIND_ORDER, credit_available, spendable_lots
+from credits.selectors import EXPIRING_SOON, KIND_ORDER, credit_available
 from notifications.models import OutgoingEvent
 from notifications.services import event_record
 from payments.enums import PaymentPurpose, PaymentStatus
@@ -69,13 +69,41 @@ def credit_account_for(*, customer: Customer) -> CreditAccount:
         return CreditAccount.objects.get(customer=customer)
 
 
-def _lock_account(account_id: str) -> CreditAccount:
-    # of=("self",): lock the account row only, never the customer or client app rows joined in.
-    return (
-        CreditAccount.objects.select_for_update(of=("self",))
-        .select_related("customer", "client_app")
-        .get(pk=account_id)
+def _accounts_for_update():
+    # of=("self",): lock the account row only, never the customer, client app or renewal rows joined in.
+    return CreditAccount.objects.select_for_update(of=("self",)).select_related(
+        "customer", "client_app", "auto_renewal"
     )
+
+
+def _lock_account(account_id: str) -> CreditAccount:
+    return _accounts_for_update().get(pk=account_id)
+
+
+def _lock_customer_account(customer: Customer) -> CreditAccount:
+    """Lock the customer's account (inside the caller's transaction), creating it on first use."""
+    try:
+        return _accounts_for_update().get(customer=customer)
+    except CreditAccount.DoesNotExist:
+        return _lock_account(credit_account_for(customer=customer).pk)
+
+
+def _renewal_of(account: CreditAccount) -> CreditAutoRenewal | None:
+    try:
+        return account.auto_renewal
+    except CreditAutoRenewal.DoesNotExist:
+        return None
+
+
+def _locked_live_lots(account: CreditAccount, *, now: datetime) -> tuple[list[CreditLot], list[CreditLot]]:
+    """The locked account's lots with credits left, locked: (past their expiry, spendable in spending order)."""
+    lots = list(
+        CreditLot.objects.select_for_update()
+        .filter(account=account, remaining__gt=0)
+        .annotate(kind_order=KIND_ORDER)
+        .order_by("expires_at", "kind_order", "created_at", "id")
+    )
+    return [lot for lot in lots if lot.expires_at <= now], [lot for lot in lots if lot.expires_at > now]
 
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # smartpay.ids' alphabet: string order == numeric order
@@ -379,31 +407,34 @@ def credit_consume(
     if amount <= 0:
         raise ValueError("amount must be positive")
     now = now or timezone.now()
-    account = credit_account_for(customer=customer)
     with transaction.atomic():
-        account = _lock_account(account.pk)
-        try:
-            with transaction.atomic():
-                consumption = CreditConsumption.objects.create(
-                    account=account,
-                    amount=amount,
-                    reference=reference,
-                    description=description,
-                    balance_after=0,
-                    actor=actor,
-                )
-        except IntegrityError:
-            first = CreditConsumption.objects.get(account=account, reference=reference)
-            raise ConsumptionReferenceUsed(
-                f"Reference '{reference}' was already consumed ({first.pk}).", consumption=first.pk
-            ) from None
-        _expire_due(account, now=now, actor="system:expiry")
-        lots = list(spendable_lots(account, now=now).select_for_update())
+        account = _lock_customer_account(customer)
+        overdue, lots = _locked_live_lots(account, now=now)
+        _expire_lots(account, overdue, now=now, actor="system:expiry")
         available = sum(lot.remaining for lot in lots)
+        consumption = CreditConsumption(
+            account=account,
+            amount=amount,
+            reference=reference,
+            description=description,
+            balance_after=max(available - amount, 0),
+            actor=actor,
+        )
+        if reference:  # checked before the balance: a repeat is told it was done, not that credits are short
+            try:
+                with transaction.atomic():
+                    consumption.save(force_insert=True)
+            except IntegrityError:
+                first = CreditConsumption.objects.get(account=account, reference=reference)
+                raise ConsumptionReferenceUsed(
+                    f"Reference '{reference}' was already consumed ({first.pk}).", consumption=first.pk
+                ) from None
         if available < amount:
             raise InsufficientCredits(
                 f"{amount} credits were asked and {available} are available.", available=available, requested=amount
             )
+        if not reference:
+            consumption.save(force_insert=True)
         ledger = _Ledger(account, actor=actor)
         ledger.take(
             lots,
@@ -414,8 +445,8 @@ def credit_consume(
             description=description[:255],
         )
         ledger.commit()
-        consumption.balance_after = account.balance
-        consumption.save(update_fields=["balance_after"])
+        if account.balance != consumption.balance_after:
+            raise AssertionError("the cached balance and the spendable lots disagree")
         consumption.taken = ledger.entries
         _after_balance_drop(account, before=available, after=account.balance, cause=consumption.pk)
     return consumption
@@ -423,8 +454,8 @@ def credit_consume(
 
 def _after_balance_drop(account: CreditAccount, *, before: int, after: int, cause: str) -> None:
     """Below the auto-renewal threshold now and not before: a low-balance event and one renewal, after commit."""
-    renewal = CreditAutoRenewal.objects.filter(account=account, enabled=True, threshold__isnull=False).first()
-    if renewal is None or not (after < renewal.threshold <= before):
+    renewal = _renewal_of(account)
+    if renewal is None or not renewal.enabled or renewal.threshold is None or not after < renewal.threshold <= before:
         return
     _event(account, "credits.low_balance", {"available": after, "threshold": renewal.threshold}, dedupe_key=cause)
     _queue_renewal(account.pk, reason="threshold")
@@ -440,13 +471,8 @@ def _queue_renewal(account_id: str, *, reason: str) -> None:
 # --- Expiry --------------------------------------------------------------------------------------
 
 
-def _expire_due(account: CreditAccount, *, now: datetime, actor: str) -> int:
-    """Expire the locked account's lots whose `expires_at` has passed. Returns the credits expired."""
-    lots = list(
-        CreditLot.objects.select_for_update()
-        .filter(account=account, remaining__gt=0, expires_at__lte=now)
-        .order_by("expires_at", "id")
-    )
+def _expire_lots(account: CreditAccount, lots: list[CreditLot], *, now: datetime, actor: str) -> int:
+    """Expire `lots` (locked, past their expiry) of the locked account. Returns the credits expired."""
     if not lots:
         return 0
     ledger = _Ledger(account, actor=actor)
@@ -465,7 +491,8 @@ def _expire_due(account: CreditAccount, *, now: datetime, actor: str) -> int:
             dedupe_key=lot.id,
         )
     ledger.commit()
-    if CreditAutoRenewal.objects.filter(account=account, enabled=True, renew_on_expiry=True).exists():
+    renewal = _renewal_of(account)
+    if renewal is not None and renewal.enabled and renewal.renew_on_expiry:
         _queue_renewal(account.pk, reason="expiry")
     return expired
 
@@ -485,7 +512,9 @@ def credit_lots_expire(*, now: datetime | None = None, batch: int = 500) -> int:
     total = 0
     for account_id in account_ids:
         with transaction.atomic():
-            total += _expire_due(_lock_account(account_id), now=now, actor="system:expiry")
+            account = _lock_account(account_id)
+            overdue, _ = _locked_live_lots(account, now=now)
+            total += _expire_lots(account, overdue, now=now, actor="system:expiry")
     return total
 
 
@@ -528,9 +557,8 @@ def credit_adjust(
     if amount == 0:
         raise ValueError("amount must not be zero")
     now = now or timezone.now()
-    account = credit_account_for(customer=customer)
     with transaction.atomic():
-        account = _lock_account(account.pk)
+        account = _lock_customer_account(customer)
         ledger = _Ledger(account, actor=actor)
         if amount > 0:
             lot = CreditLot.objects.create(
@@ -542,8 +570,8 @@ def credit_adjust(
             )
             ledger.add(entry_type=EntryType.ADJUSTMENT, amount=amount, lot=lot, description=reason[:255])
         else:
-            _expire_due(account, now=now, actor="system:expiry")
-            lots = list(spendable_lots(account, now=now).select_for_update())
+            overdue, lots = _locked_live_lots(account, now=now)
+            _expire_lots(account, overdue, now=now, actor="system:expiry")
             available = sum(lot.remaining for lot in lots)
             if available < -amount:
                 raise InsufficientCredits(f"{-amount} credits cannot be taken; {available} are available.")

@@ -202,6 +202,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "payments.purge_idempotency_records", "schedule": 3600.0},
     "settle-unknown-payments": {"task": "payments.settle_unknown_payments", "schedule": 60.0},
+    "credits-expire-lots": {"task": "credits.expire_lots", "schedule": 60.0},
+    "credits-record-expiring-notices": {"task": "credits.record_expiring_notices", "schedule": 3600.0},
+    "credits-run-auto-renewals": {"task": "credits.run_auto_renewals", "schedule": 300.0},
 }
 
 # --- Email (django-anymail) -------------------------------------------------------------------
