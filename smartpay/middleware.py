@@ -1,4 +1,7 @@
+from datetime import UTC
+
 from django.conf import settings
+from django.utils import timezone
 
 from smartpay import request_context
 from smartpay.api.errors import problem_response
@@ -42,3 +45,16 @@ class BodySizeLimitMiddleware:
                 detail=f"The request body may be at most {settings.MAX_REQUEST_BODY_BYTES} bytes.",
             )
         return self.get_response(request)
+
+
+class ApiTimezoneMiddleware:
+    """API timestamps are UTC (`…Z`), whatever TIME_ZONE the admin and business dates use."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        with timezone.override(UTC):
+            return self.get_response(request)

@@ -108,3 +108,9 @@ def test_gateways_lists_tokenization_facts_for_a_currency(api, settings):
     assert api.get("/api/v1/gateways?currency=EUR").status_code == 400
     usd = [row["name"] for row in api.get("/api/v1/gateways?currency=USD").json()]
     assert usd == ["culqi"]  # Mercado Pago Peru charges in soles only
+
+
+def test_api_timestamps_are_utc(api):
+    created = api.post("/api/v1/customers", {"email": "utc@example.com"}, format="json").json()
+    assert created["created_at"].endswith("Z")
+    assert api.get(f"/api/v1/customers/{created['id']}").json()["created_at"] == created["created_at"]
