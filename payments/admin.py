@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 
 from payments.models import (
     ApiKey,
@@ -7,6 +8,8 @@ from payments.models import (
     Payment,
     PaymentAttempt,
     PaymentMethod,
+    ReconciliationIssue,
+    ReconciliationRun,
     Refund,
     RoutingRule,
     WebhookEvent,
@@ -35,6 +38,17 @@ class ClientAppAdmin(admin.ModelAdmin):
     fields = ["id", "name", "is_active", "webhook_url", "masked_webhook_secret", "created_at", "updated_at"]
     inlines = [ApiKeyInline]
     actions = ["issue_api_key"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:  # a new client app gets its first key, shown once
+            issued = api_key_issue(client_app=obj, label=f"created by {request.user.get_username()}")
+            self.message_user(
+                request,
+                f"API key for {obj.name}: {issued.raw_key} — copy it now, it will not be shown again.",
+                level=messages.WARNING,
+            )
 
     @admin.display(description="Webhook signing secret")
     def masked_webhook_secret(self, obj):
@@ -205,3 +219,103 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         from payments import breaker
 
         return breaker.state(obj.gateway).state
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin):
+    """What each daily comparison found. Read-only: runs are made by the job or `manage.py reconcile`."""
+
+    list_display = [
+        "id",
+        "gateway",
+        "day",
+        "status",
+        "gateway_records",
+        "our_records",
+        "matched",
+        "fixed",
+        "issues",
+        "new_issues",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "gateway"]
+    date_hierarchy = "day"
+    search_fields = ["error"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ResolvedFilter(admin.SimpleListFilter):
+    title = "resolved"
+    parameter_name = "resolved"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Open"), ("yes", "Resolved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
+@admin.register(ReconciliationIssue)
+class ReconciliationIssueAdmin(admin.ModelAdmin):
+    """Differences reconciliation could not fix safely. Staff look, act, then mark them resolved."""
+
+    list_display = [
+        "id",
+        "day",
+        "gateway",
+        "kind",
+        "payment",
+        "gateway_payment_id",
+        "our_status",
+        "their_status",
+        "display_our_amount",
+        "display_their_amount",
+        "detail",
+        "created_at",
+        "resolved_at",
+    ]
+    list_filter = ["kind", "gateway", ResolvedFilter, "day"]
+    search_fields = ["gateway_payment_id", "payment__id", "detail"]
+    date_hierarchy = "day"
+    list_select_related = ["payment"]
+    actions = ["mark_resolved"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Our amount", ordering="our_amount")
+    def display_our_amount(self, obj):
+        return "—" if obj.our_amount is None else format_minor_units(obj.our_amount, obj.currency)
+
+    @admin.display(description="Their amount", ordering="their_amount")
+    def display_their_amount(self, obj):
+        return "—" if obj.their_amount is None else format_minor_units(obj.their_amount, obj.currency)
+
+    @admin.action(description="Mark resolved")
+    def mark_resolved(self, request, queryset):
+        from payments.services.reconciliation import reconciliation_issues_resolve
+
+        count = reconciliation_issues_resolve(issues=queryset, actor=f"staff:{request.user.get_username()}")
+        self.message_user(request, f"Marked {count} issue(s) resolved.")
