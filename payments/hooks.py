@@ -3,11 +3,14 @@
 Handlers run inside the transaction that moves the payment (with its row locked), so their
 effects (e.g. a credit grant) commit or roll back together with the status change. They must be
 idempotent per payment; the database should make a second effect impossible (unique constraint).
-Apps register their handlers in `AppConfig.ready()`.
+Apps register their handlers in `AppConfig.ready()`. A handler registered for `ANY_PURPOSE`
+runs for every payment (e.g. invoicing), after the purpose's own handlers.
 """
 
 from collections import defaultdict
 from collections.abc import Callable
+
+ANY_PURPOSE = "*"
 
 _on_success: dict[str, list[Callable]] = defaultdict(list)
 _on_refund: dict[str, list[Callable]] = defaultdict(list)
@@ -24,13 +27,13 @@ def register_refund_handler(purpose: str, handler: Callable) -> None:
 
 
 def run_success_handlers(payment) -> None:
-    for handler in _on_success.get(payment.purpose, ()):
+    for handler in [*_on_success.get(payment.purpose, ()), *_on_success.get(ANY_PURPOSE, ())]:
         handler(payment)
 
 
 def run_refund_handlers(payment, refund) -> dict:
     """Returns what the handlers report (merged), e.g. {"credits_clawed_back": 40}."""
     report: dict = {}
-    for handler in _on_refund.get(payment.purpose, ()):
+    for handler in [*_on_refund.get(payment.purpose, ()), *_on_refund.get(ANY_PURPOSE, ())]:
         report.update(handler(payment, refund) or {})
     return report
