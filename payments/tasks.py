@@ -46,3 +46,32 @@ def settle_unknown_payments() -> dict:
     from payments.services.settlement import settle_due_payments
 
     return settle_due_payments()
+
+
+@shared_task(bind=True, name="payments.reconcile_yesterday", max_retries=3, acks_late=True)
+def reconcile_yesterday(self, gateways: list[str] | None = None, day: str | None = None) -> dict:
+    """Reconcile yesterday (in settings.TIME_ZONE) for every gateway (daily at 06:00 Lima).
+
+    A gateway whose run failed is run again later, for the same day, up to three times.
+    """
+    from datetime import date
+
+    from payments.gateways.registry import gateway_names
+    from payments.services.reconciliation import ReconciliationAlreadyRunning, reconcile_day, yesterday
+
+    the_day = date.fromisoformat(day) if day else yesterday()
+    summary: dict[str, dict] = {}
+    for name in gateways or gateway_names():
+        try:
+            run = reconcile_day(gateway=name, day=the_day)
+        except ReconciliationAlreadyRunning:
+            summary[name] = {"status": "already_running"}
+            continue
+        summary[name] = {"run": run.pk, "status": run.status, "fixed": run.fixed, "issues": run.issues}
+    failed = [name for name, result in summary.items() if result["status"] == "failed"]
+    if failed and not self.request.is_eager and self.request.retries < self.max_retries:
+        raise self.retry(
+            kwargs={"gateways": failed, "day": the_day.isoformat()},
+            countdown=retry_countdown(self.request.retries, base=600),
+        )
+    return {"day": the_day.isoformat(), "gateways": summary}

@@ -8,6 +8,7 @@ Nothing here reads the clock or talks to the network at import time.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -206,6 +207,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "credits-expire-lots": {"task": "credits.expire_lots", "schedule": 60.0},
     "credits-record-expiring-notices": {"task": "credits.record_expiring_notices", "schedule": 3600.0},
     "credits-run-auto-renewals": {"task": "credits.run_auto_renewals", "schedule": 300.0},
+    # 06:00 in Lima, written in CELERY_TIMEZONE (UTC): Peru is UTC-5 all year (no daylight saving).
+    "payments-reconcile-yesterday": {"task": "payments.reconcile_yesterday", "schedule": crontab(hour=11, minute=0)},
 }
 
 # --- Email (django-anymail) -------------------------------------------------------------------

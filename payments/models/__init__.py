@@ -9,6 +9,7 @@ from payments.models.payments import (
     PaymentMethod,
     Refund,
 )
+from payments.models.reconciliation import ReconciliationIssue, ReconciliationRecord, ReconciliationRun
 from payments.models.webhooks import RoutingRule, WebhookEvent
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "Payment",
     "PaymentAttempt",
     "PaymentMethod",
+    "ReconciliationIssue",
+    "ReconciliationRecord",
+    "ReconciliationRun",
     "Refund",
     "RoutingRule",
     "WebhookEvent",
