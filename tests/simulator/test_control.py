@@ -25,7 +25,15 @@ def slept(monkeypatch):
 def test_control_state_set_get_and_reset(client):
     response = _set(client, gateway="culqi", mode="flaky", failure_rate="0.25", latency_ms=5, seed=7)
     assert response.status_code == 200
-    assert response.json() == {"gateway": "culqi", "mode": "flaky", "latency_ms": 5, "failure_rate": 0.25, "seed": 7}
+    assert response.json() == {
+        "gateway": "culqi",
+        "mode": "flaky",
+        "latency_ms": 5,
+        "failure_rate": 0.25,
+        "seed": 7,
+        "method": None,
+        "path": None,
+    }
     assert b'"failure_rate":0.25' in response.content
     state = client.get("/sandbox/control").json()
     assert state["culqi"]["mode"] == "flaky"
@@ -35,6 +43,8 @@ def test_control_state_set_get_and_reset(client):
         "latency_ms": 0,
         "failure_rate": 0,
         "seed": None,
+        "method": None,
+        "path": None,
     }
     reset = client.delete("/sandbox/control")
     assert reset.status_code == 200
@@ -50,6 +60,8 @@ def test_control_state_set_get_and_reset(client):
         {"gateway": "culqi", "mode": "flaky", "failure_rate": "lots"},
         {"gateway": "culqi", "mode": "slow", "latency_ms": -1},
         {"gateway": "culqi", "mode": "slow", "latency_ms": "5"},
+        {"gateway": "culqi", "mode": "down", "method": "BREW"},
+        {"gateway": "culqi", "mode": "down", "path": "v2/charges"},
     ],
 )
 def test_control_validation(client, body):
@@ -88,6 +100,20 @@ def test_timeout_processes_then_answers_late(client, culqi, slept):
     _set(client, gateway="culqi", mode="timeout")
     culqi.call("get", "/v2/charges")
     assert slept[-1] == control.DEFAULT_TIMEOUT_MS
+
+
+def test_a_fault_can_target_one_method_and_path(client, mp, slept):
+    """The adapter's token and payment-method lookups get through; only the payment answer is lost."""
+    _set(client, gateway="mercadopago", mode="timeout", latency_ms=2000, method="POST", path="/v1/payments")
+    token = mp.token()  # POST /v1/card_tokens: not in scope
+    assert mp.call("get", f"/v1/card_tokens/{token}").status_code == 200
+    assert mp.call("get", "/v1/payment_methods/search?bins=400917").status_code == 200
+    assert slept == []
+    response = mp.pay(token=token)
+    assert response.status_code == 201
+    assert slept == [2000]
+    assert mp.call("get", "/v1/payments/search?external_reference=x").status_code == 200  # GET: not in scope
+    assert slept == [2000]
 
 
 def test_slow_sleeps_then_processes(client, mp, slept):

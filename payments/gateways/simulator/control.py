@@ -14,6 +14,10 @@ to every API path of that gateway (never to /sandbox/control nor to the hosted c
 * `flaky`: with probability `failure_rate`, 503 before processing; otherwise normal. With a `seed`,
   the n-th draw is a function of (seed, n) with n counted in the database, so runs are reproducible
   across processes.
+
+Optional `method` and `path` narrow a fault to matching requests, `path` being a prefix of the path
+after the gateway's base: `{"gateway": "mercadopago", "mode": "timeout", "method": "POST", "path":
+"/v1/payments"}` loses only payment answers, not the token and payment-method lookups before them.
 """
 
 from __future__ import annotations
@@ -68,11 +72,26 @@ def control_get(gateway: str) -> GatewayControl:
 
 
 def control_set(
-    *, gateway: str, mode: str, latency_ms: int = 0, failure_rate: Decimal = Decimal(0), seed: int | None = None
+    *,
+    gateway: str,
+    mode: str,
+    latency_ms: int = 0,
+    failure_rate: Decimal = Decimal(0),
+    seed: int | None = None,
+    only_method: str = "",
+    only_path: str = "",
 ) -> GatewayControl:
     control, _ = GatewayControl.objects.update_or_create(
         gateway=gateway,
-        defaults={"mode": mode, "latency_ms": latency_ms, "failure_rate": failure_rate, "seed": seed, "draws": 0},
+        defaults={
+            "mode": mode,
+            "latency_ms": latency_ms,
+            "failure_rate": failure_rate,
+            "seed": seed,
+            "draws": 0,
+            "only_method": only_method,
+            "only_path": only_path,
+        },
     )
     return control
 
@@ -80,6 +99,16 @@ def control_set(
 def control_reset(*, gateway: str | None = None) -> None:
     for name in [gateway] if gateway else Gateway.values:
         control_set(gateway=name, mode=ControlMode.NORMAL)
+
+
+def _applies(control: GatewayControl, request, gateway: str) -> bool:
+    if control.only_method and request.method != control.only_method:
+        return False
+    if control.only_path:
+        marker = f"/{gateway}"
+        relative = request.path.split(marker, 1)[1] if marker in request.path else request.path
+        return relative.startswith(control.only_path)
+    return True
 
 
 def _fails(control: GatewayControl) -> bool:
@@ -124,7 +153,7 @@ def endpoint(gateway: str | None, *, faults: bool = True, charset_header: bool =
         def wrapped(request, *args, **kwargs):
             sandbox_only()
             control = control_get(gateway) if (faults and gateway) else None
-            mode = control.mode if control else ControlMode.NORMAL
+            mode = control.mode if control and _applies(control, request, gateway) else ControlMode.NORMAL
             if mode == ControlMode.DOWN:
                 return _down()
             if mode == ControlMode.ERROR:
@@ -158,6 +187,8 @@ def _state(control: GatewayControl) -> dict:
         "latency_ms": control.latency_ms,
         "failure_rate": Decimal(control.failure_rate).normalize() if control.failure_rate else Decimal(0),
         "seed": control.seed,
+        "method": control.only_method or None,
+        "path": control.only_path or None,
     }
 
 
@@ -199,7 +230,20 @@ def _set_from_body(request) -> HttpResponse:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         return _bad("seed must be an integer")
-    control = control_set(gateway=gateway, mode=mode, latency_ms=latency, failure_rate=rate, seed=seed)
+    method, scope = body.get("method") or "", body.get("path") or ""
+    if method not in ("", "GET", "POST", "PUT", "PATCH", "DELETE"):
+        return _bad("method must be GET, POST, PUT, PATCH or DELETE")
+    if not isinstance(scope, str) or (scope and not scope.startswith("/")) or len(scope) > 200:
+        return _bad("path must be a path prefix such as /v1/payments")
+    control = control_set(
+        gateway=gateway,
+        mode=mode,
+        latency_ms=latency,
+        failure_rate=rate,
+        seed=seed,
+        only_method=method,
+        only_path=scope,
+    )
     logger.info("simulator control changed", extra={"gateway": gateway, "mode": mode})
     return wire.json_response(_state(control))
 

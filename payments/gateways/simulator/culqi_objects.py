@@ -7,7 +7,7 @@ epoch seconds for orders.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -18,8 +18,7 @@ from payments.gateways.simulator.models import SimCard, SimCharge, SimCheckout, 
 BRAND_NAMES = {"visa": "Visa", "mastercard": "MasterCard", "amex": "Amex", "diners": "Diners", "unknown": ""}
 CARD_TYPES = {"credit": "credito", "debit": "debito"}
 INSTALLMENTS_ALLOWED = [2, 4, 6, 8, 10, 12, 3, 5, 7, 9, 24, 48]
-VARIABLE_FEE = Decimal("0.0399")  # sandbox figure: 3.99% + IGV (§15)
-IGV = Decimal("0.18")
+VARIABLE_FEE = wire.VARIABLE_FEE
 
 SUCCESS_OUTCOME = {
     "type": "venta_exitosa",
@@ -235,12 +234,6 @@ def customer_object(customer: SimCustomer, *, with_cards: bool = False) -> dict[
     return body
 
 
-def fees(amount: int) -> dict[str, int]:
-    variable = int((Decimal(amount) * VARIABLE_FEE).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    taxes = int((Decimal(variable) * IGV).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    return {"variable": variable, "taxes": taxes, "total": variable + taxes, "transfer": amount - variable - taxes}
-
-
 def _source(charge: SimCharge) -> dict[str, Any]:
     if charge.card_id is not None:
         return card_object(charge.card)
@@ -268,7 +261,7 @@ def charge_object(charge: SimCharge, *, capture_date_pending: bool = False) -> d
     declined = charge.status == "declined"
     details = charge.details
     installments = details.get("installments", 1)
-    fee = fees(charge.amount)
+    fee = wire.sandbox_fees(charge.amount)
     body: dict[str, Any] = {
         "duplicated": False,
         "object": "charge",
@@ -336,7 +329,7 @@ def order_state(order: SimCheckout) -> str:
 
 def order_object(order: SimCheckout) -> dict[str, Any]:
     paid = order.state == "paid"
-    fee = fees(order.amount) if paid else None
+    fee = wire.sandbox_fees(order.amount) if paid else None
     return {
         "object": "order",
         "id": order.public_id,
@@ -429,7 +422,7 @@ def charge_event_data(charge: SimCharge) -> dict[str, Any]:
             "object": "client",
         }
     declined = charge.status == "declined"
-    fee = fees(charge.amount)
+    fee = wire.sandbox_fees(charge.amount)
     return {
         "object": "charge",
         "merchant": None,

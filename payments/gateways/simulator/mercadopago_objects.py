@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from payments.gateways.simulator import cards, wire
-from payments.gateways.simulator.culqi_objects import fees
 from payments.gateways.simulator.models import SimCard, SimCharge, SimCheckout, SimCustomer, SimRefund, SimToken
 
 COLLECTOR_ID = 1_234_567_890  # the sandbox seller account (user_id in webhooks)
@@ -195,7 +194,7 @@ def payment_object(charge: SimCharge) -> dict[str, Any]:
     approved = charge.status in APPROVED_LIKE
     settled = charge.status in APPROVED_LIKE or charge.status == "authorized"
     installments = details.get("installments", 1)
-    fee = fees(charge.amount)["total"] if approved else 0
+    fee = wire.sandbox_fees(charge.amount)["total"] if approved else 0
     token = charge.token
     payer = details.get("payer", {})
     card_id = charge.card.public_id if charge.card_id else None

@@ -36,6 +36,10 @@ class GatewayControl(models.Model):
     failure_rate = models.DecimalField(max_digits=5, decimal_places=4, default=0)  # 0..1, a probability
     seed = models.BigIntegerField(null=True, blank=True)  # makes `flaky` draws reproducible
     draws = models.PositiveBigIntegerField(default=0)  # seeded draws so far (the n of the n-th draw)
+    # Optional scope: only requests with this method and/or whose gateway path starts with this prefix
+    # (e.g. POST + "/v1/payments") misbehave; blank means every API request of the gateway.
+    only_method = models.CharField(max_length=10, blank=True)
+    only_path = models.CharField(max_length=200, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ import re
 import secrets
 import string
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.http import HttpResponse
@@ -20,6 +20,8 @@ _ALNUM = string.ascii_letters + string.digits
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MP_TZ = timezone(timedelta(hours=-4))  # Mercado Pago stamps its dates at UTC-4
 CENT = Decimal("0.01")
+VARIABLE_FEE = Decimal("0.0399")  # sandbox figures (culqi.md §15): 3.99 % of the amount …
+IGV = Decimal("0.18")  # … plus 18 % IGV on that fee
 
 # A Decimal is first encoded as a string carrying this per-process marker, then unquoted.
 _MARK = "dec" + secrets.token_hex(8) + ":"
@@ -156,3 +158,10 @@ def minor_from_decimal(value: Any) -> int | None:
     if cents != cents.to_integral_value():
         return None
     return int(cents)
+
+
+def sandbox_fees(amount: int) -> dict[str, int]:
+    """The gateway's fee on `amount` céntimos, in céntimos: 1000 → 40 + 7 IGV = 47, 953 to the merchant."""
+    variable = int((Decimal(amount) * VARIABLE_FEE).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    taxes = int((Decimal(variable) * IGV).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return {"variable": variable, "taxes": taxes, "total": variable + taxes, "transfer": amount - variable - taxes}
