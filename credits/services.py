@@ -6,8 +6,9 @@ Invariants kept by each function here:
 * `CreditAccount.balance` == sum of the account's ledger amounts == sum of its lots' `remaining`,
   never below zero (the database checks `balance >= 0` and `0 <= remaining <= granted`);
 * a movement locks the account row first (`select_for_update`), then the lots it touches. Lock
-  order across apps is payment -> credit purchase -> account -> lots; an auto-renewal row is never
-  locked together with any of them, so no cycle is possible.
+  order across apps is payment -> credit purchase -> account -> lots; an auto-renewal row is only
+  ever locked on its own (claim, outcome, settings), never while one of those is held, so no cycle
+  is possible.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def credit_account_for(*, customer: Customer) -> CreditAccount:
 
 def _accounts_for_update():
     # of=("self",): lock the account row only, never the customer, client app or renewal rows joined in.
-    return CreditAccount.objects.select_for_update(of=("self",)).select_related(
+    # no_key: movements still queue on each other, but rows that merely reference the account (a new
+    # purchase, an auto-renewal) can be inserted meanwhile.
+    return CreditAccount.objects.select_for_update(of=("self",), no_key=True).select_related(
         "customer", "client_app", "auto_renewal"
     )
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from credits.models import CreditAccount, CreditLedgerEntry, CreditLot
+from credits.models import CreditAccount, CreditLedgerEntry, CreditLot, CreditPlan
 from credits.selectors import credit_ledger_drift
 from credits.services import credit_adjust, credit_consume, credit_expiring_notices_record, credit_lots_expire
 from credits.tasks import expire_lots, record_expiring_notices
@@ -134,3 +134,27 @@ def test_admin_adjust_view(client, customer):
     assert "Adjusted credits by -4: fix" in LogEntry.objects.get().change_message
     assert client.get("/admin/credits/creditplan/").status_code == 200
     assert client.get("/admin/credits/creditledgerentry/").status_code == 200
+
+
+def test_admin_edits_a_plan_and_the_bonus_follows(client, api):
+    staff = User.objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(staff)
+    plan = CreditPlan.objects.get(code="professional")
+    url = f"/admin/credits/creditplan/{plan.pk}/change/"
+    assert client.get(url).status_code == 200
+    form = {
+        "code": "professional",
+        "name": "Professional",
+        "credits": 600,
+        "bonus_percent": 15,
+        "price_pen": 14900,
+        "price_usd": 4500,
+        "validity_days": 180,
+        "is_active": "on",
+    }
+    assert client.post(url, form).status_code == 302
+    row = next(p for p in api.get("/api/v1/plans").json() if p["code"] == "professional")
+    assert (row["credits"], row["bonus_credits"], row["total_credits"], row["validity_days"]) == (600, 90, 690, 180)
+    assert row["prices"] == {"PEN": 14900, "USD": 4500}
+    assert client.post(url, {**form, "bonus_percent": 101}).status_code == 200  # refused: at most 100 %
+    assert CreditPlan.objects.get(pk=plan.pk).bonus_percent == 15
