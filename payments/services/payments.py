@@ -574,26 +574,43 @@ def _operation_error(payment_id: str, attempt: PaymentAttempt, started: float, e
 # --- Sync (hosted checkout return, unknown outcomes) ----------------------------------------------
 
 
-def payment_sync(*, payment: Payment) -> Payment:
-    """Ask the gateway where this payment stands and record it. Never charges.
+def payment_query_gateway(payment: Payment) -> ChargeResult | None:
+    """What the gateway knows about this payment: by its id when we have one, otherwise by the
+    reference we sent (our payment id). None means the gateway proves it has no such charge.
+    Read-only at the gateway; raises GatewayError when it cannot be asked."""
+    adapter = get_adapter(payment.gateway)
+    if payment.gateway_payment_id:
+        return adapter.retrieve(payment.gateway_payment_id)
+    return adapter.find_by_reference(
+        payment.id,
+        amount=payment.amount,
+        currency=payment.currency,
+        email=payment.email,
+        created_after=payment.created_at - timedelta(minutes=5),
+    )
 
-    By gateway id when we have one, otherwise by our own reference (the payment id we sent).
-    """
+
+def payment_record_sync(locked: Payment, result: ChargeResult, *, started: float) -> bool:
+    """Record a gateway's answer about a payment as a `sync` attempt and apply it.
+
+    The caller holds the payment's row lock. Returns True when the status changed."""
+    attempt = _new_attempt(locked, operation=AttemptOperation.SYNC, gateway=locked.gateway)
+    _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
+    return payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+
+
+def payment_fail(payment: Payment, *, code: str, message: str) -> None:
+    """Move a locked payment to `failed` (if the status machine allows) with a reason. Saves it."""
+    _fail(payment, code=code, message=message)
+
+
+def payment_sync(*, payment: Payment) -> Payment:
+    """Ask the gateway where this payment stands and record it. Never charges."""
     if not payment.gateway or payment.status in state.FINAL:
         return payment
-    adapter = get_adapter(payment.gateway)
     started = time.monotonic()
     try:
-        if payment.gateway_payment_id:
-            result = adapter.retrieve(payment.gateway_payment_id)
-        else:
-            result = adapter.find_by_reference(
-                payment.id,
-                amount=payment.amount,
-                currency=payment.currency,
-                email=payment.email,
-                created_after=payment.created_at - timedelta(minutes=5),
-            )
+        result = payment_query_gateway(payment)
     except GatewayError as error:
         logger.warning("sync failed", extra={"payment": payment.pk, "error_code": error.code})
         return payment
@@ -601,7 +618,5 @@ def payment_sync(*, payment: Payment) -> Payment:
         return payment
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        attempt = _new_attempt(locked, operation=AttemptOperation.SYNC, gateway=locked.gateway)
-        _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
-        payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+        payment_record_sync(locked, result, started=started)
         return locked

@@ -15,16 +15,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from payments.enums import AttemptOperation, AttemptOutcome, PaymentStatus
+from payments.enums import AttemptOutcome, PaymentStatus
 from payments.gateways.base import GatewayError
-from payments.gateways.registry import get_adapter
 from payments.models import Payment
 from payments.services.payments import (
-    _OUTCOME_FROM_GATEWAY,
-    _fail,
-    _finish_attempt,
-    _new_attempt,
-    payment_apply_gateway_result,
+    payment_fail,
+    payment_query_gateway,
+    payment_record_sync,
     schedule_settlement,
 )
 
@@ -52,19 +49,9 @@ def payment_settle(*, payment_id: str, now=None) -> str:
     payment = Payment.objects.get(pk=payment_id)
     if payment.status != PaymentStatus.PROCESSING or not payment.gateway:
         return "skipped"
-    adapter = get_adapter(payment.gateway)
     started = time.monotonic()
     try:
-        if payment.gateway_payment_id:
-            result = adapter.retrieve(payment.gateway_payment_id)
-        else:
-            result = adapter.find_by_reference(
-                payment.id,
-                amount=payment.amount,
-                currency=payment.currency,
-                email=payment.email,
-                created_after=payment.created_at - timedelta(minutes=5),
-            )
+        result = payment_query_gateway(payment)
     except GatewayError as error:
         logger.warning("settle check failed", extra={"payment": payment_id, "error_code": error.code})
         _reschedule(payment_id, now)
@@ -76,13 +63,11 @@ def payment_settle(*, payment_id: str, now=None) -> str:
             return "skipped"  # something else (a webhook, the late answer) got there first
         locked.settle_checks += 1
         if result is not None:
-            attempt = _new_attempt(locked, operation=AttemptOperation.SYNC, gateway=locked.gateway)
-            _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
-            payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+            payment_record_sync(locked, result, started=started)
             return "pending" if locked.status == PaymentStatus.PROCESSING else "settled"
         if now - locked.created_at >= timedelta(hours=settings.SETTLE_GIVE_UP_HOURS):
             locked.attempts.filter(outcome=AttemptOutcome.STARTED).update(outcome=AttemptOutcome.UNKNOWN)
-            _fail(
+            payment_fail(
                 locked,
                 code="gateway_timeout",
                 message="The gateway never confirmed this payment and has no record of it; nothing was charged.",
