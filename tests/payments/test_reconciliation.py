@@ -5,6 +5,7 @@ import copy
 import io
 import json
 import logging
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -16,9 +17,12 @@ from celery.schedules import crontab
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 
+from payments import hooks
 from payments.enums import AttemptOperation
 from payments.gateways import culqi
+from payments.gateways.base import ChargeResult, ChargeStatus
 from payments.models import (
     Payment,
     PaymentAttempt,
@@ -28,6 +32,7 @@ from payments.models import (
     WebhookEvent,
 )
 from payments.services import reconciliation
+from payments.services.payments import payment_apply_gateway_result
 from payments.services.reconciliation import ReconciliationAlreadyRunning, day_bounds, reconcile_day
 from payments.tasks import reconcile_yesterday
 from tests.payments.conftest import CULQI_BASE, MP_BASE
@@ -385,6 +390,47 @@ def test_gateway_failing_mid_listing_fails_the_run_and_keeps_staging(culqi_day, 
     again = reconcile_day(gateway="culqi", day=DAY)
     assert again.status == "finished" and again.fixed == 1
     assert ReconciliationRecord.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fix_racing_a_webhook_moves_the_payment_once(require_postgres, client_app, gateways, monkeypatch):
+    """A webhook holds the payment's row lock when reconciliation comes to fix it: the fix waits, sees the
+    payment already up to date under the lock, and does nothing. One status change, one success effect."""
+    payment = make_payment(client_app, gateway_id="9001", status="processing")
+    serve_mp_search(gateways, [mp_record(9001, reference=payment.pk)])
+    effects: list[str] = []
+    monkeypatch.setitem(hooks._on_success, payment.purpose, [lambda p: effects.append(p.pk)])
+    locked, release = threading.Event(), threading.Event()
+    approved = ChargeResult(status=ChargeStatus.SUCCEEDED, gateway_payment_id="9001", amount=1999, currency="PEN")
+
+    def webhook():
+        try:
+            with transaction.atomic():
+                row = Payment.objects.select_for_update().get(pk=payment.pk)
+                locked.set()
+                release.wait(10)
+                payment_apply_gateway_result(row, approved, gateway="mercadopago")
+        finally:
+            connection.close()
+
+    fix_one = reconciliation._fix_one
+
+    def fix_while_the_webhook_holds_the_lock(run, row):
+        threading.Timer(0.3, release.set).start()  # the fix is blocked on the row lock by then
+        return fix_one(run, row)
+
+    monkeypatch.setattr(reconciliation, "_fix_one", fix_while_the_webhook_holds_the_lock)
+    thread = threading.Thread(target=webhook)
+    thread.start()
+    assert locked.wait(10)
+
+    run = reconcile_day(gateway="mercadopago", day=DAY)
+    thread.join(10)
+
+    assert (run.status, run.fixed, run.issues, run.matched) == ("finished", 0, 0, 1)
+    assert effects == [payment.pk]
+    assert Payment.objects.get(pk=payment.pk).status == "succeeded"
+    assert not PaymentAttempt.objects.filter(payment=payment, operation=AttemptOperation.SYNC).exists()
 
 
 def test_one_run_per_gateway_and_day_at_a_time(client_app, gateways):
