@@ -633,7 +633,9 @@ def classify(row: dict[str, Any]) -> list[tuple[str, str]]:
                 money.append(f"{note}, not fixed because the amounts differ")
             else:
                 found.append((ReconciliationIssue.STATUS_MISMATCH, f"{note} and the fix could not be applied"))
-        elif not (refund_only and money):
+        elif refund_only and money:
+            money.append(f"status {ours} here, {theirs} at the gateway")
+        else:
             how = "we are ahead of the gateway" if state.can_move(theirs, ours) else "they contradict each other"
             found.append((ReconciliationIssue.STATUS_MISMATCH, f"{ours} here, {theirs} at the gateway: {how}"))
     if money:

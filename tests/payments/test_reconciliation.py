@@ -258,7 +258,9 @@ def test_refunds_made_outside_smartpay_are_amount_issues_not_fixes(client_app, g
     issue = ReconciliationIssue.objects.get()
     assert (issue.kind, issue.our_status, issue.their_status) == ("amount_mismatch", "succeeded", "partially_refunded")
     assert (issue.our_amount_refunded, issue.their_amount_refunded) == (0, 999)
-    assert issue.detail == "refunded: 999 at the gateway, 0 here"
+    assert issue.detail == (
+        "refunded: 999 at the gateway, 0 here; status succeeded here, partially_refunded at the gateway"
+    )
     assert (run.fixed, Payment.objects.get(pk=payment.pk).amount_refunded) == (0, 0)
 
 
