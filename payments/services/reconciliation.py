@@ -50,17 +50,11 @@ from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, 
 from django.utils import timezone
 
 from payments import state
-from payments.enums import AttemptOperation
 from payments.enums import PaymentStatus as S
 from payments.gateways.base import ChargeResult, ChargeStatus, GatewayAdapter, GatewayError, GatewayNotFound
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, ReconciliationIssue, ReconciliationRecord, ReconciliationRun, WebhookEvent
-from payments.services.payments import (
-    _OUTCOME_FROM_GATEWAY,
-    _finish_attempt,
-    _new_attempt,
-    payment_apply_gateway_result,
-)
+from payments.services.payments import payment_record_sync
 
 logger = logging.getLogger("smartpay.reconciliation")
 alerts = logging.getLogger("smartpay.alerts")
@@ -366,10 +360,8 @@ def _fix_one(run: ReconciliationRun, row: dict[str, Any]) -> bool:
             or (payment.currency, payment.amount) != (result.currency, result.amount)
         ):
             return False
-        attempt = _new_attempt(payment, operation=AttemptOperation.SYNC, gateway=run.gateway)
-        _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
         before = payment.status
-        changed = payment_apply_gateway_result(payment, result, gateway=run.gateway)
+        changed = payment_record_sync(payment, result, started=started)  # a `sync` attempt row, then the move
     if changed:
         logger.info(
             "reconciliation brought a payment up to date",
