@@ -51,7 +51,14 @@ from django.utils import timezone
 
 from payments import state
 from payments.enums import PaymentStatus as S
-from payments.gateways.base import ChargeResult, ChargeStatus, GatewayAdapter, GatewayError, GatewayNotFound
+from payments.gateways.base import (
+    ChargeResult,
+    ChargeStatus,
+    GatewayAdapter,
+    GatewayError,
+    GatewayNotFound,
+    GatewayUnavailable,
+)
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, ReconciliationIssue, ReconciliationRecord, ReconciliationRun, WebhookEvent
 from payments.services.payments import payment_record_sync
@@ -110,7 +117,8 @@ def reconcile_day(*, gateway: str, day: date, progress: Callable[[int], Any] | N
     """Reconcile one gateway's records of `day` with ours; returns the run (finished or failed).
 
     `progress(n)` is called after each staged batch with the number of records it held.
-    A gateway error while listing marks the run failed (staging kept for inspection) and alerts;
+    A gateway error while listing (or a listing proven incomplete) marks the run failed (staging kept
+    for inspection) and alerts;
     any other error does the same and is raised. Raises ReconciliationAlreadyRunning when another
     run of the day is in progress.
     """
@@ -127,6 +135,8 @@ def reconcile_day(*, gateway: str, day: date, progress: Callable[[int], Any] | N
         raise
     try:
         return _compare(run, adapter, start, end)
+    except GatewayError as error:
+        return _fail(run, f"{type(error).__name__}: {error.message}")
     except BaseException as error:
         _fail(run, f"{type(error).__name__}: {error}")
         raise
@@ -520,6 +530,9 @@ def _missing_theirs(
 ) -> None:
     """Our payments of the day that the listing lacks, each confirmed by `retrieve` (up to a limit).
 
+    Found at the gateway, created outside the day: not missing. Found, created inside the day: the
+    listing is incomplete, and the run fails (GatewayUnavailable) rather than report from it.
+
     A payment without a gateway id never reached the gateway (3-D Secure not completed, checkout not
     paid, unknown outcome: the settle job's work), so only payments with one are looked for.
     """
@@ -544,12 +557,15 @@ def _missing_theirs(
             except GatewayError as error:
                 note += f"; could not confirm ({error.code})"
             else:
-                if found.created_at is not None and start <= found.created_at < end:
-                    logger.warning(
-                        "reconciliation listing missed a record; run the day again",
-                        extra={"gateway": run.gateway, "payment": row["pk"]},
+                if found.created_at is None or start <= found.created_at < end:
+                    # The gateway has it, created that day, yet its listing of the day lacked it: nothing
+                    # the listing said can be trusted as complete (missing_ours included).
+                    raise GatewayUnavailable(
+                        f"{run.gateway}: the listing of the day lacks {row['gateway_payment_id']}, which the "
+                        "gateway has; the listing is incomplete",
+                        gateway=run.gateway,
                     )
-                continue  # it exists: created outside the day (late checkout), compared on its own day
+                continue  # created outside the day (e.g. a checkout paid after midnight): compared on its day
         else:
             note += "; not confirmed (too many to look up one by one)"
         issues.add(

@@ -290,6 +290,35 @@ def test_a_second_charge_for_one_payment_is_missing_ours(client_app, gateways):
     assert "tied to 8003: a second charge?" in issue.detail
 
 
+def test_a_listing_that_lacks_a_record_the_gateway_has_fails_the_run(client_app, gateways):
+    listed = make_payment(client_app, gateway_id="8005")
+    unlisted = make_payment(client_app, gateway_id="8006")
+    serve_mp_search(gateways, [mp_record(8005, reference=listed.pk)])
+    gateways.get(f"{MP_BASE}/v1/payments/8006", json=mp_record(8006, reference=unlisted.pk))
+
+    run = reconcile_day(gateway="mercadopago", day=DAY)
+
+    assert run.status == "failed"
+    assert run.error == (
+        "GatewayUnavailable: mercadopago: the listing of the day lacks 8006, which the gateway has; "
+        "the listing is incomplete"
+    )
+    assert ReconciliationIssue.objects.count() == 0
+    assert run.records.count() == 1  # kept for inspection
+
+
+def test_a_payment_the_gateway_created_after_midnight_is_not_missing(client_app, gateways):
+    # A hosted checkout opened at noon and paid the next morning: the gateway dates it the next day.
+    paid_late = make_payment(client_app, gateway_id="8007")
+    serve_mp_search(gateways, [])
+    late = mp_record(8007, reference=paid_late.pk, at=datetime(2025, 3, 15, 9, 0, tzinfo=LIMA))
+    gateways.get(f"{MP_BASE}/v1/payments/8007", json=late)
+
+    run = reconcile_day(gateway="mercadopago", day=DAY)
+
+    assert (run.status, run.issues, run.our_records, run.gateway_records) == ("finished", 0, 1, 0)
+
+
 # --- Culqi ------------------------------------------------------------------------------------------
 
 
