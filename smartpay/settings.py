@@ -5,6 +5,8 @@ django-environ, read here and nowhere else. `.env.example` documents each variab
 Nothing here reads the clock or talks to the network at import time.
 """
 
+import re
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -264,6 +266,58 @@ SETTLE_GIVE_UP_HOURS = env.int("SETTLE_GIVE_UP_HOURS", default=24)
 MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS = env.int("MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS", default=600)
 # The simulators post webhooks back to PUBLIC_BASE_URL the way the real gateways do.
 SIMULATOR_DELIVER_WEBHOOKS = env.bool("SIMULATOR_DELIVER_WEBHOOKS", default=_SANDBOX)
+
+# --- Billing ---------------------------------------------------------------------------------
+# The issuer of every invoice (one RUC for the whole service). The default RUC is SUNAT's beta
+# test RUC: documents issued with it are not valid; set your own in production.
+BILLING_ISSUER_RUC = env.str("BILLING_ISSUER_RUC", default="20000000001")
+BILLING_ISSUER_NAME = env.str("BILLING_ISSUER_NAME", default="SMARTPAY DEMO S.A.C.")
+BILLING_ISSUER_ADDRESS = env.str("BILLING_ISSUER_ADDRESS", default="AV. JOSE LARCO 123, MIRAFLORES, LIMA")
+BILLING_ISSUER_UBIGEO = env.str("BILLING_ISSUER_UBIGEO", default="150122")
+BILLING_ISSUER_ESTABLISHMENT = env.str("BILLING_ISSUER_ESTABLISHMENT", default="0000")
+# Series per document type: boletas start with B, facturas with F; a credit note's series starts
+# with the letter of the document it corrects (SUNAT errors 2116/2399).
+BILLING_SERIES_BOLETA = env.str("BILLING_SERIES_BOLETA", default="B001")
+BILLING_SERIES_FACTURA = env.str("BILLING_SERIES_FACTURA", default="F001")
+BILLING_SERIES_CREDIT_NOTE_BOLETA = env.str("BILLING_SERIES_CREDIT_NOTE_BOLETA", default="BC01")
+BILLING_SERIES_CREDIT_NOTE_FACTURA = env.str("BILLING_SERIES_CREDIT_NOTE_FACTURA", default="FC01")
+_BILLING_SERIES = {
+    "BILLING_SERIES_BOLETA": "B",
+    "BILLING_SERIES_FACTURA": "F",
+    "BILLING_SERIES_CREDIT_NOTE_BOLETA": "B",
+    "BILLING_SERIES_CREDIT_NOTE_FACTURA": "F",
+}
+for _name, _letter in _BILLING_SERIES.items():
+    if not re.fullmatch(rf"{_letter}[A-Z0-9]{{3}}", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} must be 4 capital letters or digits starting with {_letter}.")
+if len({globals()[_name] for _name in _BILLING_SERIES}) != len(_BILLING_SERIES):
+    raise ImproperlyConfigured("The four BILLING_SERIES_* must differ: each has its own numbering.")
+# IGV as a percentage (prices charged include it).
+BILLING_IGV_PERCENT = Decimal(env.str("BILLING_IGV_PERCENT", default="18.00"))
+# PEN per USD sent with USD documents where the PSE asks for it (Nubefact's tipo_de_cambio).
+BILLING_USD_EXCHANGE_RATE = env.str("BILLING_USD_EXCHANGE_RATE", default="")
+# The PSE that submits documents to SUNAT: "" (none: invoices stay `issued` here) or "nubefact".
+BILLING_PSE = env.str("BILLING_PSE", default="")
+if BILLING_PSE not in ("", "nubefact"):
+    raise ImproperlyConfigured("BILLING_PSE must be empty or 'nubefact'.")
+NUBEFACT_API_URL = env.str("NUBEFACT_API_URL", default="")
+NUBEFACT_API_TOKEN = env.str("NUBEFACT_API_TOKEN", default="")
+BILLING_PSE_CONNECT_TIMEOUT = env.float("BILLING_PSE_CONNECT_TIMEOUT", default=5.0)
+BILLING_PSE_READ_TIMEOUT = env.float("BILLING_PSE_READ_TIMEOUT", default=30.0)
+# Optional XMLDSig signature of the UBL files we keep: PEM private key and certificate files.
+BILLING_SIGNING_KEY_FILE = env.str("BILLING_SIGNING_KEY_FILE", default="")
+BILLING_SIGNING_CERT_FILE = env.str("BILLING_SIGNING_CERT_FILE", default="")
+# Invoice emails: sender, and the Postmark message stream they go through (transactional).
+BILLING_EMAIL_FROM = env.str("BILLING_EMAIL_FROM", default=DEFAULT_FROM_EMAIL)
+BILLING_EMAIL_MESSAGE_STREAM = env.str("BILLING_EMAIL_MESSAGE_STREAM", default="outbound")
+# Two API fields are called `document_type` (a profile's DNI/RUC/..., an invoice's boleta/factura/...).
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),
+    "IdentityDocumentTypeEnum": "billing.enums.IdentityDocument",
+    "InvoiceDocumentTypeEnum": "billing.enums.DocumentType",
+}
+# Safety net: issue what a failed handler missed, re-queue stalled submissions and emails, poll SUNAT.
+CELERY_BEAT_SCHEDULE["billing-sweep"] = {"task": "billing.sweep", "schedule": 300.0}
 
 # --- Logging: JSON lines with the request id; secrets and card numbers redacted ----------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
