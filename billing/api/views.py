@@ -15,19 +15,10 @@ from billing import selectors, services
 from billing.api.filters import InvoiceFilter
 from billing.api.serializers import BillingProfileSerializer, BillingProfileWriteSerializer, InvoiceSerializer
 from billing.models import BillingProfile, Invoice
-from payments import selectors as payment_selectors
-from payments.models import Customer
+from payments.api.mixins import CustomerScopedMixin
 from smartpay.api.base import CursorPagination, TenantScopedMixin
 
 PROBLEM = OpenApiResponse(description="application/problem+json")
-
-
-class CustomerScopedMixin(TenantScopedMixin):
-    def get_customer(self, customer_id: str) -> Customer:
-        try:
-            return payment_selectors.customer_get(client_app=self.client_app, customer_id=customer_id)
-        except Customer.DoesNotExist:
-            raise Http404 from None
 
 
 class InvoiceLookupMixin(TenantScopedMixin):

@@ -21,6 +21,7 @@ from credits.api.serializers import (
 from credits.models import CreditAutoRenewal, CreditLedgerEntry, CreditPlan
 from payments import selectors as payment_selectors
 from payments.api.idempotency import idempotency_parameter, idempotent
+from payments.api.mixins import CustomerScopedMixin as PaymentsCustomerScopedMixin
 from payments.models import Customer, PaymentMethod
 from payments.services.payments import CardSource
 from smartpay.api.base import CursorPagination, TenantScopedMixin
@@ -28,17 +29,7 @@ from smartpay.api.base import CursorPagination, TenantScopedMixin
 PROBLEM = OpenApiResponse(description="application/problem+json")
 
 
-class CustomerScopedMixin(TenantScopedMixin):
-    def get_customer(self, customer_id: str) -> Customer:
-        try:
-            return payment_selectors.customer_get(client_app=self.client_app, customer_id=customer_id)
-        except Customer.DoesNotExist:
-            raise Http404 from None
-
-    def actor(self) -> str:
-        api_key = getattr(self.request, "api_key", None)
-        return f"api_key:{api_key.prefix}" if api_key else ""
-
+class CustomerScopedMixin(PaymentsCustomerScopedMixin):
     def body_plan(self, code: str) -> CreditPlan:
         try:
             return selectors.plan_get(code=code)

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from payments import routing, selectors
 from payments.api.filters import PaymentFilter
 from payments.api.idempotency import idempotency_parameter, idempotent
+from payments.api.mixins import CustomerScopedMixin
 from payments.api.serializers import (
     CaptureSerializer,
     EmptySerializer,
@@ -29,22 +30,12 @@ from payments.services.refunds import refund_create
 from smartpay.api.base import CursorPagination, TenantScopedMixin
 
 
-class PaymentLookupMixin(TenantScopedMixin):
+class PaymentLookupMixin(CustomerScopedMixin):
     def get_payment(self, payment_id: str) -> Payment:
         try:
             return selectors.payment_get(client_app=self.client_app, payment_id=payment_id)
         except Payment.DoesNotExist:
             raise Http404 from None
-
-    def get_customer(self, customer_id: str) -> Customer:
-        try:
-            return selectors.customer_get(client_app=self.client_app, customer_id=customer_id)
-        except Customer.DoesNotExist:
-            raise Http404 from None
-
-    def actor(self) -> str:
-        api_key = getattr(self.request, "api_key", None)
-        return f"api_key:{api_key.prefix}" if api_key else ""
 
 
 def _payment_response(payment: Payment, status_code: int = status.HTTP_200_OK) -> Response:

@@ -1,12 +1,11 @@
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from payments import selectors
+from payments.api.mixins import CustomerScopedMixin
 from payments.api.serializers import CustomerSerializer, CustomerWriteSerializer
-from payments.models import Customer
 from payments.services.customers import customer_create, customer_update
 from smartpay.api.base import CursorPagination, TenantScopedMixin
 
@@ -43,14 +42,8 @@ class CustomerListCreateView(TenantScopedMixin, GenericAPIView):
         return Response(CustomerSerializer(customer).data, status=status.HTTP_201_CREATED)
 
 
-class CustomerDetailView(TenantScopedMixin, GenericAPIView):
+class CustomerDetailView(CustomerScopedMixin, GenericAPIView):
     serializer_class = CustomerSerializer
-
-    def get_customer(self, customer_id: str) -> Customer:
-        try:
-            return selectors.customer_get(client_app=self.client_app, customer_id=customer_id)
-        except Customer.DoesNotExist:
-            raise Http404 from None
 
     @extend_schema(operation_id="customers_retrieve", responses=CustomerSerializer)
     def get(self, request, customer_id: str):
