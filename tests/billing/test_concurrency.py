@@ -1,42 +1,18 @@
 """Numbering under real concurrency (PostgreSQL row locks): no gap, no repeat, one invoice per payment."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-from django.db import connection
-from rest_framework.test import APIClient
 
 from billing.models import Invoice, SeriesCounter
 from notifications.models import OutgoingEvent
 from payments.models import Payment
+from tests.concurrency import api_client, run_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _run_at_once(count: int, work):
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        try:
-            barrier.wait(timeout=10)
-            return work(index)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
-def _client(api_key):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
-    return client
-
-
 def test_20_payments_succeeding_at_once_are_numbered_1_to_20(require_postgres, client_app, api_key, wire):
     def pay(index):
-        response = _client(api_key).post(
+        response = api_client(api_key).post(
             "/api/v1/payments",
             {
                 "amount": 1000 + index,
@@ -49,7 +25,7 @@ def test_20_payments_succeeding_at_once_are_numbered_1_to_20(require_postgres, c
         )
         return response.status_code, response.json()
 
-    results = _run_at_once(20, pay)
+    results = run_at_once(20, pay)
     assert [status for status, _ in results] == [201] * 20, results
     assert all(body["status"] == "succeeded" for _, body in results)
     invoices = list(Invoice.objects.filter(series="B001").order_by("correlative"))
@@ -62,7 +38,7 @@ def test_20_payments_succeeding_at_once_are_numbered_1_to_20(require_postgres, c
 
 
 def test_refunds_at_once_get_gap_free_credit_notes(require_postgres, client_app, api_key, wire):
-    client = _client(api_key)
+    client = api_client(api_key)
     payments = []
     for index in range(10):
         response = client.post(
@@ -74,7 +50,7 @@ def test_refunds_at_once_get_gap_free_credit_notes(require_postgres, client_app,
         payments.append(response.json()["id"])
 
     def refund(index):
-        response = _client(api_key).post(
+        response = api_client(api_key).post(
             f"/api/v1/payments/{payments[index]}/refunds",
             {"amount": 1000},
             format="json",
@@ -82,7 +58,7 @@ def test_refunds_at_once_get_gap_free_credit_notes(require_postgres, client_app,
         )
         return response.status_code
 
-    assert set(_run_at_once(10, refund)) <= {200, 201}
+    assert set(run_at_once(10, refund)) <= {200, 201}
     notes = Invoice.objects.filter(document_type="credit_note").order_by("correlative")
     assert [note.number for note in notes] == [f"BC01-{n:08d}" for n in range(1, 11)]
     assert {note.credited_invoice.payment_id for note in notes} == set(payments)

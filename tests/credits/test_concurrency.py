@@ -1,33 +1,16 @@
 """Races on one customer's credits, with real threads and row locks (PostgreSQL only)."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from credits.models import CreditAccount, CreditConsumption, CreditLot, CreditPurchase
 from credits.selectors import credit_ledger_drift
 from credits.services import RenewalSettings, credit_auto_renewal_run, credit_auto_renewal_set
 from payments.models import Customer
+from tests.concurrency import run_at_once
 from tests.credits.conftest import grant_lot, plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _run_at_once(count: int, work):
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        try:
-            barrier.wait(timeout=10)
-            return work(index)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def test_20_concurrent_consumptions_of_10_from_100_exactly_10_succeed(require_postgres, client_app, api_key):
@@ -47,7 +30,7 @@ def test_20_concurrent_consumptions_of_10_from_100_exactly_10_succeed(require_po
         )
         return response.status_code, response.json()
 
-    results = _run_at_once(20, consume)
+    results = run_at_once(20, consume)
     statuses = sorted(status for status, _ in results)
     assert statuses == [201] * 10 + [402] * 10, results
     assert all(body["code"] == "insufficient_credits" for status, body in results if status == 402)
@@ -81,7 +64,7 @@ def test_two_renewals_triggered_at_once_charge_once(require_postgres, client_app
     )
     culqi.delay = 0.3  # the first renewal is still at the gateway when the second one asks
 
-    results = _run_at_once(2, lambda _: credit_auto_renewal_run(account_id=renewal.account_id, reason="threshold"))
+    results = run_at_once(2, lambda _: credit_auto_renewal_run(account_id=renewal.account_id, reason="threshold"))
     assert sorted(result is None for result in results) == [False, True]
     assert len(culqi.charges()) == 1
     assert CreditPurchase.objects.filter(source="auto_renewal").count() == 1

@@ -1,35 +1,11 @@
 """Races that must never cost money. Real threads against PostgreSQL and the simulators."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-from django.db import connection
-from rest_framework.test import APIClient
 
 from payments.models import Payment, PaymentAttempt, Refund
+from tests.concurrency import api_client, run_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _client(api_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
-    return client
-
-
-def _run_at_once(count: int, work):
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        try:
-            barrier.wait(timeout=10)
-            return work(index)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def test_same_idempotency_key_on_20_connections_charges_once(require_postgres, api_key, tokenize, client_app):
@@ -39,10 +15,10 @@ def test_same_idempotency_key_on_20_connections_charges_once(require_postgres, a
     body = {"amount": 3100, "currency": "PEN", "email": "p@example.com", "source": {"gateway": "culqi", "token": token}}
 
     def send(_):
-        response = _client(api_key).post("/api/v1/payments", body, format="json", HTTP_IDEMPOTENCY_KEY="same-key")
+        response = api_client(api_key).post("/api/v1/payments", body, format="json", HTTP_IDEMPOTENCY_KEY="same-key")
         return response.status_code, response.json(), response.headers.get("Idempotent-Replayed")
 
-    results = _run_at_once(20, send)
+    results = run_at_once(20, send)
     statuses = {status for status, _, _ in results}
     ids = {body["id"] for _, body, _ in results}
     assert statuses == {201}, results
@@ -68,7 +44,7 @@ def test_ten_concurrent_partial_refunds_never_exceed_the_payment(require_postgre
     assert payment["status"] == "succeeded"
 
     def refund(index):
-        response = _client(api_key).post(
+        response = api_client(api_key).post(
             f"/api/v1/payments/{payment['id']}/refunds",
             {"amount": 1500},
             format="json",
@@ -76,7 +52,7 @@ def test_ten_concurrent_partial_refunds_never_exceed_the_payment(require_postgre
         )
         return response.status_code, response.json()
 
-    results = _run_at_once(10, refund)
+    results = run_at_once(10, refund)
     ok = [body for status, body in results if status == 201]
     refused = [body for status, body in results if status == 422]
     assert len(ok) == 3 and len(refused) == 7, results  # 3 x 1500 <= 5000 < 4 x 1500
