@@ -165,6 +165,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["smartpay.api.parsers.StrictJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["smartpay.auth.ClientAppRateThrottle"],
+    "DEFAULT_METADATA_CLASS": "smartpay.api.base.ApiMetadata",
     "DEFAULT_THROTTLE_RATES": {"client_app": API_THROTTLE_RATE},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -114,3 +114,12 @@ def test_api_timestamps_are_utc(api):
     created = api.post("/api/v1/customers", {"email": "utc@example.com"}, format="json").json()
     assert created["created_at"].endswith("Z")
     assert api.get(f"/api/v1/customers/{created['id']}").json()["created_at"] == created["created_at"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/payments", "/api/v1/customers/{customer}", "/api/v1/gateways"])
+def test_options_answers_without_introspecting_objects(api, path):
+    customer = api.post("/api/v1/customers", {"email": "o@example.com"}, format="json").json()
+    response = api.options(path.format(customer=customer["id"]))
+    assert response.status_code == 200
+    assert response.json()["schema"] == "/api/schema/"
+    assert "GET" in response["Allow"]
