@@ -6,11 +6,10 @@ from functools import wraps
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from payments import idempotency
-from smartpay.api.errors import PROBLEM_CONTENT_TYPE, problem_body, problem_exception_handler
+from smartpay.api.errors import PROBLEM_CONTENT_TYPE, is_expected, problem_body, problem_exception_handler
 
 
 def idempotency_parameter(required: bool) -> OpenApiParameter:
@@ -50,15 +49,17 @@ def idempotent(*, required: bool):
                 return _replay(claimed)
             try:
                 response = handler(view, request, *args, **kwargs)
-            except APIException as exc:
-                rendered = problem_exception_handler(exc, {"view": view, "request": request})
-                idempotency.finish(record=claimed, status=rendered.status_code, body=json.loads(rendered.content))
-                raise
-            except Exception:
-                # The request may have changed state before failing: keep the key taken so a retry
-                # cannot charge again. The payment is settled by the gateway sync.
-                body = problem_body(status=500, code="internal_error", title="Internal server error")
-                idempotency.finish(record=claimed, status=500, body=body)
+            except Exception as exc:
+                if is_expected(exc):
+                    # Store exactly what the client is about to receive (4xx answers release the key).
+                    rendered = problem_exception_handler(exc, {"view": view, "request": request})
+                    body = json.loads(rendered.content)
+                    idempotency.finish(record=claimed, status=rendered.status_code, body=body)
+                else:
+                    # A bug, after which state may have changed: keep the key taken so a retry cannot
+                    # charge again; the payment is brought up to date by the settle job.
+                    body = problem_body(status=500, code="internal_error", title="Internal server error")
+                    idempotency.finish(record=claimed, status=500, body=body)
                 raise
             idempotency.finish(record=claimed, status=response.status_code, body=response.data)
             return response

@@ -112,6 +112,11 @@ _DRF_MAP = {
 }
 
 
+def is_expected(exc: BaseException) -> bool:
+    """An error the API answers on purpose (4xx or a domain 5xx), as opposed to a bug."""
+    return isinstance(exc, Http404 | PermissionDenied | RequestDataTooBig | drf_exceptions.APIException)
+
+
 def problem_exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every exception becomes application/problem+json."""
     if isinstance(exc, Http404):

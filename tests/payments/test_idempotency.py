@@ -129,3 +129,12 @@ def test_payment_create_with_a_token_runs_a_bounded_number_of_queries(
     assert response.status_code == 201
     writes = [q["sql"] for q in captured.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
     assert len(writes) == 6  # idempotency claim + completion, payment + attempt insert, then their updates
+
+
+def test_a_not_found_answer_is_not_stored_as_a_server_error(api):
+    path = "/api/v1/payments/pay_missing/refunds"
+    first = api.post(path, {}, format="json", HTTP_IDEMPOTENCY_KEY="nf")
+    again = api.post(path, {}, format="json", HTTP_IDEMPOTENCY_KEY="nf")
+    assert first.status_code == again.status_code == 404
+    assert "Idempotent-Replayed" not in again
+    assert IdempotencyRecord.objects.count() == 0
