@@ -4,21 +4,28 @@ import json
 from functools import wraps
 
 from django.http import JsonResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
 from payments import idempotency
 from smartpay.api.errors import PROBLEM_CONTENT_TYPE, is_expected, problem_body, problem_exception_handler
 
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": idempotency.MAX_KEY_LENGTH,
+    "pattern": "^[\\x20-\\x7E]+$",
+}
+
 
 def idempotency_parameter(required: bool) -> OpenApiParameter:
     return OpenApiParameter(
         "Idempotency-Key",
-        OpenApiTypes.STR,
+        IDEMPOTENCY_KEY_SCHEMA,
         OpenApiParameter.HEADER,
         required=required,
-        description="Repeats with the same key and body replay the first response (kept at least 24 h).",
+        description="Repeats with the same key and body replay the first response (kept at least 24 h). "
+        "Same key with another body: 422 `idempotency_key_reused`; while the first is running: 409.",
     )
 
 

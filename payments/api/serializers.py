@@ -9,6 +9,7 @@ from smartpay.api.base import MetadataField, StrictSerializer
 class CustomerSerializer(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     metadata = MetadataField()
+    email = serializers.CharField(help_text="The customer's email, or an empty string when none was given.")
 
     class Meta:
         model = Customer
