@@ -19,6 +19,23 @@ class StrictSerializer(serializers.Serializer):
             unknown = sorted(set(data) - writable)
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            # DRF turns 0 into "0" for text fields; a wrong JSON type is an error here.
+            wrong_type = {
+                name: ["Must be a string."]
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField)
+                and name in data
+                and data[name] is not None
+                and not isinstance(data[name], str)
+            }
+            if wrong_type:
+                rest = {key: value for key, value in data.items() if key not in wrong_type}
+                try:
+                    super().to_internal_value(rest)
+                except serializers.ValidationError as exc:
+                    if isinstance(exc.detail, dict):
+                        raise serializers.ValidationError({**exc.detail, **wrong_type}) from None
+                raise serializers.ValidationError(wrong_type)
         return super().to_internal_value(data)
 
 

@@ -123,3 +123,10 @@ def test_options_answers_without_introspecting_objects(api, path):
     assert response.status_code == 200
     assert response.json()["schema"] == "/api/schema/"
     assert "GET" in response["Allow"]
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, ["x"], {"a": "b"}])
+def test_text_fields_refuse_other_json_types(api, value):
+    response = api.post("/api/v1/customers", {"email": "t@example.com", "name": value}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"name": ["Must be a string."]}
