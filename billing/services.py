@@ -57,6 +57,7 @@ from billing.words import amount_in_words
 from notifications.services import event_record
 from payments.enums import PaymentStatus, RefundStatus
 from payments.models import Customer, Payment, Refund
+from smartpay.clock import business_date
 
 logger = logging.getLogger("smartpay.billing")
 
@@ -299,7 +300,7 @@ def _issue(
         total=split.total,
         igv_percent=igv_percent(),
         amount_in_words=amount_in_words(split.total, payment.currency),
-        issue_date=timezone.localdate(now),
+        issue_date=business_date(now),
         issued_at=now,
         issuer_ruc=the_issuer.ruc,
         issuer_name=the_issuer.name,

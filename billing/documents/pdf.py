@@ -8,12 +8,12 @@ fpdf2's core fonts are Latin-1: Spanish text fits; anything else is transliterat
 
 import unicodedata
 
-from django.utils import timezone
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from billing.enums import DocumentType
 from billing.taxes import format_money, to_decimal
+from smartpay.clock import business_time
 
 TITLES = {
     DocumentType.BOLETA: "BOLETA DE VENTA ELECTRÓNICA",
@@ -136,7 +136,7 @@ def render(invoice, lines, credited=None) -> bytes:
     pdf.multi_cell(0, 5, _latin1(invoice.amount_in_words), **NEXT_LINE)
     pdf.ln(3)
     pdf.set_font("helvetica", "", 7.5)
-    issued = timezone.localtime(invoice.issued_at).strftime("%d/%m/%Y %H:%M")
+    issued = business_time(invoice.issued_at).strftime("%d/%m/%Y %H:%M")
     notes = [f"Emitido el {issued} (hora de Lima). Forma de pago: Contado."]
     if invoice.xml_digest:
         notes.append(f"Valor resumen: {invoice.xml_digest}")

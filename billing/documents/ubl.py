@@ -13,10 +13,10 @@ inclusive C14N 1.0 and RSA-SHA256 (signxml), placed inside ext:ExtensionContent.
 from pathlib import Path
 
 from django.conf import settings
-from django.utils import timezone
 from lxml import etree
 
 from billing.taxes import to_decimal
+from smartpay.clock import business_time
 
 NS = {
     "inv": "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",
@@ -64,7 +64,7 @@ class _Builder:
         _add(root, "cbc", "CustomizationID", "2.0")
         _add(root, "cbc", "ID", invoice.number)
         _add(root, "cbc", "IssueDate", invoice.issue_date.isoformat())
-        _add(root, "cbc", "IssueTime", timezone.localtime(invoice.issued_at).strftime("%H:%M:%S"))
+        _add(root, "cbc", "IssueTime", business_time(invoice.issued_at).strftime("%H:%M:%S"))
         if not credit:
             _add(root, "cbc", "InvoiceTypeCode", invoice.sunat_code, listID=OPERATION_TYPE)
         _add(root, "cbc", "Note", invoice.amount_in_words, languageLocaleID="1000")

@@ -62,6 +62,7 @@ from payments.gateways.base import (
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, ReconciliationIssue, ReconciliationRecord, ReconciliationRun, WebhookEvent
 from payments.services.payments import payment_record_sync
+from smartpay.clock import business_date
 
 logger = logging.getLogger("smartpay.reconciliation")
 alerts = logging.getLogger("smartpay.alerts")
@@ -99,7 +100,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def yesterday() -> date:
-    return timezone.localdate() - timedelta(days=1)
+    return business_date() - timedelta(days=1)
 
 
 def _their_status(status: str) -> str:
