@@ -242,6 +242,15 @@ class ReconciliationRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "gateway"]
     date_hierarchy = "day"
     search_fields = ["error"]
+    actions = ["run_again"]
+
+    @admin.action(description="Run again now (same gateway and day)")
+    def run_again(self, request, queryset):
+        from payments.tasks import reconcile_yesterday
+
+        for run in queryset:
+            reconcile_yesterday.delay(gateways=[run.gateway], day=run.day.isoformat())
+        self.message_user(request, f"Queued {queryset.count()} reconciliation run(s).")
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]

@@ -64,3 +64,16 @@ def test_payments_are_read_only_and_refusing_a_refund_is_explained(staff, client
     assert payment.refunds.count() == 0
     listing = staff.get("/admin/payments/payment/?status__exact=failed&q=" + payment.pk)
     assert payment.pk in listing.content.decode()
+
+
+def test_a_failed_reconciliation_run_can_be_run_again(staff, monkeypatch):
+    from datetime import date
+
+    from payments import tasks
+    from payments.models import ReconciliationRun
+
+    run = ReconciliationRun.objects.create(gateway="culqi", day=date(2026, 11, 24), status="failed")
+    queued = []
+    monkeypatch.setattr(tasks.reconcile_yesterday, "delay", lambda **kwargs: queued.append(kwargs))
+    staff.post("/admin/payments/reconciliationrun/", {"action": "run_again", "_selected_action": [run.pk]}, follow=True)
+    assert queued == [{"gateways": ["culqi"], "day": "2026-11-24"}]
