@@ -19,6 +19,7 @@ from credits.models import (
     CreditPlan,
     CreditPurchase,
 )
+from smartpay.admin_base import ImmutableRecordAdmin, ReadOnlyInline, RecordAdmin
 from smartpay.api.errors import ApiError
 
 LEDGER_ROWS_SHOWN = 100
@@ -67,17 +68,6 @@ class CreditPlanAdmin(admin.ModelAdmin):
     @admin.display(description="Total credits")
     def total_credits(self, obj):
         return obj.total_credits if obj and obj.pk else "—"
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class LotInline(ReadOnlyInline):
@@ -186,39 +176,18 @@ class CreditAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(CreditPurchase)
-class CreditPurchaseAdmin(admin.ModelAdmin):
+class CreditPurchaseAdmin(RecordAdmin):
     list_display = ["id", "customer", "plan", "source", "status", "amount", "currency", "payment", "created_at"]
     list_filter = ["status", "source", "plan", "currency", "client_app"]
     search_fields = ["id", "customer__id", "customer__email", "payment__id"]
     list_select_related = ["customer", "plan"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(CreditLedgerEntry)
-class CreditLedgerEntryAdmin(admin.ModelAdmin):
+class CreditLedgerEntryAdmin(ImmutableRecordAdmin):
     list_display = ["id", "account", "seq", "entry_type", "amount", "balance_after", "lot", "actor", "created_at"]
     list_filter = ["entry_type"]
     search_fields = ["id", "account__customer__id", "reference", "lot__id"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CreditAutoRenewal)

@@ -15,6 +15,7 @@ from payments.models import (
     WebhookEvent,
 )
 from payments.services.clients import api_key_issue, api_key_revoke
+from smartpay.admin_base import ImmutableRecordAdmin, ReadOnlyInline, RecordAdmin
 from smartpay.api.errors import ApiError
 
 
@@ -95,17 +96,6 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "created_at", "updated_at"]
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 class AttemptInline(ReadOnlyInline):
     model = PaymentAttempt
     fields = ["number", "operation", "gateway", "outcome", "error_code", "http_status", "duration_ms", "created_at"]
@@ -119,7 +109,7 @@ class RefundInline(ReadOnlyInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(RecordAdmin):
     """Money rows are read-only here; the refund action goes through the refund service."""
 
     list_display = ["id", "client_app", "status", "display_amount", "gateway", "customer", "created_at"]
@@ -129,15 +119,6 @@ class PaymentAdmin(admin.ModelAdmin):
     inlines = [AttemptInline, RefundInline]
     actions = ["refund_in_full"]
     list_select_related = ["client_app", "customer"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Amount", ordering="amount")
     def display_amount(self, obj):
@@ -162,16 +143,10 @@ class PaymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(PaymentMethod)
-class PaymentMethodAdmin(admin.ModelAdmin):
+class PaymentMethodAdmin(RecordAdmin):
     list_display = ["id", "customer", "brand", "last4", "exp_month", "exp_year", "created_at", "deleted_at"]
     search_fields = ["id", "customer__id", "customer__email", "last4"]
     list_filter = ["brand"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
 
 
 def format_minor_units(amount: int, currency: str) -> str:
@@ -182,19 +157,13 @@ def format_minor_units(amount: int, currency: str) -> str:
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(RecordAdmin):
     """Deliveries from the gateways. Unmatched ones wait here for reconciliation."""
 
     list_display = ["id", "gateway", "event_type", "resource_id", "status", "payment", "attempts", "received_at"]
     list_filter = ["status", "gateway", "event_type"]
     search_fields = ["id", "event_id", "resource_id", "payment__id"]
     actions = ["retry_now"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
 
     @admin.action(description="Retry now")
     def retry_now(self, request, queryset):
@@ -222,7 +191,7 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(admin.ModelAdmin):
+class ReconciliationRunAdmin(ImmutableRecordAdmin):
     """What each daily comparison found. Read-only: runs are made by the job or `manage.py reconcile`."""
 
     list_display = [
@@ -252,18 +221,6 @@ class ReconciliationRunAdmin(admin.ModelAdmin):
             reconcile_yesterday.delay(gateways=[run.gateway], day=run.day.isoformat())
         self.message_user(request, f"Queued {queryset.count()} reconciliation run(s).")
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 class ResolvedFilter(admin.SimpleListFilter):
     title = "resolved"
@@ -281,7 +238,7 @@ class ResolvedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ReconciliationIssue)
-class ReconciliationIssueAdmin(admin.ModelAdmin):
+class ReconciliationIssueAdmin(RecordAdmin):
     """Differences reconciliation could not fix safely. Staff look, act, then mark them resolved."""
 
     list_display = [
@@ -304,15 +261,6 @@ class ReconciliationIssueAdmin(admin.ModelAdmin):
     date_hierarchy = "day"
     list_select_related = ["payment"]
     actions = ["mark_resolved"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Our amount", ordering="our_amount")
     def display_our_amount(self, obj):

@@ -77,3 +77,11 @@ def test_a_failed_reconciliation_run_can_be_run_again(staff, monkeypatch):
     monkeypatch.setattr(tasks.reconcile_yesterday, "delay", lambda **kwargs: queued.append(kwargs))
     staff.post("/admin/payments/reconciliationrun/", {"action": "run_again", "_selected_action": [run.pk]}, follow=True)
     assert queued == [{"gateways": ["culqi"], "day": "2026-11-24"}]
+
+
+def test_every_admin_page_lists_without_errors(staff, client_app):
+    from django.contrib import admin
+
+    for model in admin.site._registry:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert staff.get(url).status_code == 200, url
