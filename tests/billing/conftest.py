@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import responses
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -16,6 +15,7 @@ from django.test import TestCase
 
 from billing import services, tasks
 from payments.models import Customer
+from tests.culqi_wire import CulqiWire, culqi_on_the_wire
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CULQI = "https://api.culqi.test/v2"
@@ -39,33 +39,9 @@ def fixture_json(name: str) -> dict:
     return json.loads((FIXTURES / "billing" / name).read_text())
 
 
-class Wire:
+class Wire(CulqiWire):
     """Culqi's charges/refunds (always captured/succeeded) on one `responses` mock, which tests also
     use for Nubefact."""
-
-    def __init__(self, mock):
-        self.mock = mock
-        self.counter = 0
-        self.charge = json.loads((FIXTURES / "culqi" / "charge_captured.json").read_text())
-        self.refund = json.loads((FIXTURES / "culqi" / "refund.json").read_text())
-
-    def on_charge(self, request):
-        sent = json.loads(request.body)
-        self.counter += 1
-        body = {
-            **self.charge,
-            "id": f"chr_test_{self.counter:016d}",
-            "amount": sent["amount"],
-            "current_amount": sent["amount"],
-            "currency_code": sent["currency_code"],
-            "metadata": sent["metadata"],
-        }
-        return 201, {}, json.dumps(body)
-
-    def on_refund(self, request):
-        sent = json.loads(request.body)
-        self.counter += 1
-        return 201, {}, json.dumps({**self.refund, "id": f"ref_test_{self.counter:016d}", "amount": sent["amount"]})
 
     def nubefact_calls(self) -> list[dict]:
         return [json.loads(call.request.body) for call in self.mock.calls if call.request.url == NUBEFACT_URL]
@@ -73,17 +49,8 @@ class Wire:
 
 @pytest.fixture
 def wire(settings):
-    settings.CULQI_API_BASE = "https://api.culqi.test"
-    settings.GATEWAY_RETRY_MAX_TRIES = 1
-    from payments.gateways import registry
-
-    registry._cache.clear()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        wire = Wire(mock)
-        mock.add_callback(responses.POST, f"{CULQI}/charges", callback=wire.on_charge)
-        mock.add_callback(responses.POST, f"{CULQI}/refunds", callback=wire.on_refund)
-        yield wire
-    registry._cache.clear()
+    with culqi_on_the_wire(settings, Wire) as culqi:
+        yield culqi
 
 
 @pytest.fixture

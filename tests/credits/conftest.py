@@ -1,74 +1,22 @@
 """Credits fixtures: a customer, a saved Culqi card, and the Culqi wire mocked with `responses`."""
 
 import importlib
-import json
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import responses
 from django.db import transaction
 from django.utils import timezone
 
 from credits.models import CreditKind, CreditLot, CreditPlan
 from credits.services import _Ledger, _lock_account, credit_account_for
 from payments.models import Customer, GatewayCard, PaymentMethod
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "culqi"
-CULQI = "https://api.culqi.test/v2"
-
-
-class CulqiWire:
-    """Answers POST /v2/charges (captured, or declined while `decline` is set) and POST /v2/refunds."""
-
-    def __init__(self, mock):
-        self.mock = mock
-        self.decline = False
-        self.charge = json.loads((FIXTURES / "charge_captured.json").read_text())
-        self.declined = json.loads((FIXTURES / "error_card_declined.json").read_text())
-        self.refund = json.loads((FIXTURES / "refund.json").read_text())
-        self.counter = 0
-        self.delay = 0.0  # seconds the gateway takes to answer a charge
-
-    def charges(self):
-        return [call for call in self.mock.calls if call.request.url.endswith("/v2/charges")]
-
-    def on_charge(self, request):
-        sent = json.loads(request.body)
-        self.counter += 1
-        time.sleep(self.delay)
-        if self.decline:
-            return 402, {}, json.dumps({**self.declined, "charge_id": f"chr_test_declined{self.counter:08d}"})
-        body = {
-            **self.charge,
-            "id": f"chr_test_{self.counter:016d}",
-            "amount": sent["amount"],
-            "currency_code": sent["currency_code"],
-            "metadata": sent["metadata"],
-        }
-        return 201, {}, json.dumps(body)
-
-    def on_refund(self, request):
-        sent = json.loads(request.body)
-        self.counter += 1
-        body = {**self.refund, "id": f"ref_test_{self.counter:016d}", "amount": sent["amount"]}
-        return 201, {}, json.dumps(body)
+from tests.culqi_wire import culqi_on_the_wire
 
 
 @pytest.fixture
 def culqi(settings):
-    settings.CULQI_API_BASE = "https://api.culqi.test"
-    settings.GATEWAY_RETRY_MAX_TRIES = 1
-    from payments.gateways import registry
-
-    registry._cache.clear()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        wire = CulqiWire(mock)
-        mock.add_callback(responses.POST, f"{CULQI}/charges", callback=wire.on_charge)
-        mock.add_callback(responses.POST, f"{CULQI}/refunds", callback=wire.on_refund)
+    with culqi_on_the_wire(settings) as wire:
         yield wire
-    registry._cache.clear()
 
 
 @pytest.fixture
