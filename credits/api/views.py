@@ -22,8 +22,8 @@ from credits.models import CreditAutoRenewal, CreditLedgerEntry, CreditPlan
 from payments import selectors as payment_selectors
 from payments.api.idempotency import idempotency_parameter, idempotent
 from payments.api.mixins import CustomerScopedMixin as PaymentsCustomerScopedMixin
+from payments.api.serializers import card_source
 from payments.models import Customer, PaymentMethod
-from payments.services.payments import CardSource
 from smartpay.api.base import CursorPagination, TenantScopedMixin
 
 PROBLEM = OpenApiResponse(description="application/problem+json")
@@ -72,16 +72,7 @@ class CreditPurchaseCreateView(CustomerScopedMixin, GenericAPIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         plan = self.body_plan(data["plan"])
-        source = None
-        if data.get("source"):
-            src = data["source"]
-            source = CardSource(
-                gateway=src["gateway"],
-                token=src["token"],
-                payment_method_id=src.get("payment_method_id"),
-                issuer_id=src.get("issuer_id"),
-                installments=src.get("installments", 1),
-            )
+        source = card_source(data.get("source"))
         method = self.body_payment_method(customer, data["payment_method"]) if data.get("payment_method") else None
         purchase = services.credit_purchase_create(
             customer=customer, plan=plan, currency=data["currency"], source=source, payment_method=method

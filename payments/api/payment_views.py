@@ -20,12 +20,13 @@ from payments.api.serializers import (
     PaymentSerializer,
     RefundCreateSerializer,
     RefundSerializer,
+    card_source,
 )
 from payments.enums import Currency
 from payments.gateways.registry import get_adapter
 from payments.models import Customer, Payment, PaymentMethod, Refund
 from payments.services.payment_methods import payment_method_delete, payment_method_save
-from payments.services.payments import CardSource, payment_cancel, payment_capture, payment_create
+from payments.services.payments import payment_cancel, payment_capture, payment_create
 from payments.services.refunds import refund_create
 from smartpay.api.base import CursorPagination, TenantScopedMixin
 
@@ -73,16 +74,7 @@ class PaymentListCreateView(PaymentLookupMixin, GenericAPIView):
         customer = customer or (payment_method.customer if payment_method else None)
         if not data.get("email") and not (customer and customer.email):
             raise serializers.ValidationError({"email": ["Required when the customer has no email."]})
-        source = None
-        if data.get("source"):
-            src = data["source"]
-            source = CardSource(
-                gateway=src["gateway"],
-                token=src["token"],
-                payment_method_id=src.get("payment_method_id"),
-                issuer_id=src.get("issuer_id"),
-                installments=src.get("installments", 1),
-            )
+        source = card_source(data.get("source"))
         payment = payment_create(
             client_app=self.client_app,
             amount=data["amount"],

@@ -45,6 +45,21 @@ class SourceSerializer(StrictSerializer):
     installments = serializers.IntegerField(min_value=1, max_value=36, required=False, default=1)
 
 
+def card_source(data: dict | None):
+    """The service-level CardSource for a validated `source` object (None when absent)."""
+    from payments.services.payments import CardSource
+
+    if not data:
+        return None
+    return CardSource(
+        gateway=data["gateway"],
+        token=data["token"],
+        payment_method_id=data.get("payment_method_id"),
+        issuer_id=data.get("issuer_id"),
+        installments=data.get("installments", 1),
+    )
+
+
 class PaymentCreateSerializer(StrictSerializer):
     amount = MinorUnitsField(min_value=1, max_value=10_000_000_00)
     currency = serializers.ChoiceField(choices=Currency.choices)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from payments.enums import PaymentStatus
@@ -212,7 +213,7 @@ def webhook_process(*, event_id: str) -> WebhookEvent:
     event = WebhookEvent.objects.get(pk=event_id)
     if event.status in (WebhookEvent.PROCESSED, WebhookEvent.IGNORED):
         return event
-    WebhookEvent.objects.filter(pk=event.pk).update(attempts=event.attempts + 1)
+    WebhookEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)  # two workers may race
     try:
         process = _process_mercadopago if event.gateway == "mercadopago" else _process_culqi
         outcome = process(event)
