@@ -532,8 +532,21 @@ def payment_cancel(*, payment: Payment) -> Payment:
     allowed = {"pending", "requires_action", "authorized"}
     payment, attempt = _claim_operation(payment.pk, operation=AttemptOperation.CANCEL, allowed=allowed)
     started = time.monotonic()
+    if not payment.gateway_payment_id and payment.gateway_checkout_id:
+        # The payer may have just paid on the hosted page: ask the gateway before dropping the payment.
+        try:
+            seen = payment_query_gateway(payment)
+        except GatewayError as error:
+            raise _operation_error(payment.pk, attempt, started, error) from None
+        if seen is not None:
+            with transaction.atomic():
+                payment = Payment.objects.select_for_update().get(pk=payment.pk)
+                payment_apply_gateway_result(payment, seen, gateway=payment.gateway)
+            if payment.status not in allowed:
+                _finish_attempt(attempt, outcome=AttemptOutcome.INVALID, started=started)
+                raise state.InvalidTransition(f"The payer already paid: the payment is {payment.status}; refund it.")
     if not payment.gateway_payment_id:
-        # Nothing exists at the gateway yet (checkout not paid, 3-D Secure never completed).
+        # Nothing exists at the gateway (checkout not paid, 3-D Secure never completed).
         with transaction.atomic():
             locked = Payment.objects.select_for_update().get(pk=payment.pk)
             _finish_attempt(attempt, outcome=AttemptOutcome.SUCCEEDED, started=started)

@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from payments.enums import PaymentStatus
-from payments.gateways.base import ChargeResult, GatewayError, GatewayNotFound, GatewayUnavailable
+from payments.gateways.base import ChargeResult, ChargeStatus, GatewayError, GatewayNotFound, GatewayUnavailable
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, WebhookEvent
 from payments.services.payments import payment_apply_gateway_result, payment_sync
@@ -292,5 +292,19 @@ def _apply(event: WebhookEvent, result: ChargeResult) -> WebhookEvent:
             return _finish(event, WebhookEvent.UNMATCHED, payment=locked, error="amount or currency differs")
         if locked.gateway and locked.gateway != event.gateway and locked.status != PaymentStatus.PROCESSING:
             return _finish(event, WebhookEvent.UNMATCHED, payment=locked, error="payment belongs to another gateway")
+        money_taken = result.status in (ChargeStatus.SUCCEEDED, ChargeStatus.AUTHORIZED)
+        if money_taken and locked.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
+            # The status machine will not reopen a final payment; money is held at the gateway all the
+            # same. Keep the event visible and alert: staff refund it (reconciliation reports it too).
+            logging.getLogger("smartpay.alerts").error(
+                "gateway took money for a payment that is final here",
+                extra={"payment": locked.pk, "webhook_event": event.pk, "gateway_status": result.status},
+            )
+            return _finish(
+                event,
+                WebhookEvent.UNMATCHED,
+                payment=locked,
+                error=f"charged at the gateway but {locked.status} here: refund it at the gateway",
+            )
         payment_apply_gateway_result(locked, result, gateway=event.gateway)
         return _finish(event, WebhookEvent.PROCESSED, payment=locked)

@@ -69,3 +69,13 @@ def test_return_without_paying_leaves_the_payment_pending(api, sandbox):
     assert response.headers["Location"].endswith(f"payment_id={payment['id']}&status=pending")
     canceled = api.post(f"/api/v1/payments/{payment['id']}/cancel", {}, format="json", HTTP_IDEMPOTENCY_KEY="c")
     assert canceled.json()["status"] == "canceled"
+
+
+def test_cancel_after_the_payer_paid_is_refused_and_the_payment_is_succeeded(api, sandbox):
+    payment = create_checkout(api, "co-paid-then-cancel")
+    paid = requests.post(payment["next_action"]["url"], data={"card": "approve"}, allow_redirects=False, timeout=10)
+    assert paid.status_code == 302  # the payer never comes back through the return URL
+    canceled = api.post(f"/api/v1/payments/{payment['id']}/cancel", {}, format="json", HTTP_IDEMPOTENCY_KEY="late")
+    assert canceled.status_code == 409
+    assert canceled.json()["code"] == "invalid_payment_state"
+    assert api.get(f"/api/v1/payments/{payment['id']}").json()["status"] == "succeeded"

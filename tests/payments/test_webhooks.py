@@ -273,3 +273,16 @@ def test_malformed_deliveries_are_400(db):
     assert Client().post("/webhooks/culqi", "{}", content_type="application/json").status_code == 400
     assert Client().get("/webhooks/culqi").status_code == 405
     assert WebhookEvent.objects.count() == 0
+
+
+def test_money_taken_for_a_canceled_payment_is_kept_visible_not_applied(client_app, gateways, caplog):
+    payment = make_payment(client_app, status=PaymentStatus.CANCELED)
+    gateways.get(f"{MP_BASE}/v1/payments/1319840012", json=mp_payment(payment.id))
+    with caplog.at_level("ERROR", logger="smartpay.alerts"):
+        assert deliver_mp().status_code == 200
+    payment.refresh_from_db()
+    assert payment.status == "canceled"
+    event = WebhookEvent.objects.get()
+    assert event.status == WebhookEvent.UNMATCHED and event.payment_id == payment.id
+    assert event.last_error == "charged at the gateway but canceled here: refund it at the gateway"
+    assert "gateway took money for a payment that is final here" in caplog.text
