@@ -58,6 +58,7 @@ from notifications.services import event_record
 from payments.enums import PaymentStatus, RefundStatus
 from payments.models import Customer, Payment, Refund
 from smartpay.clock import business_date
+from smartpay.queueing import enqueue, enqueue_after_commit
 
 logger = logging.getLogger("smartpay.billing")
 
@@ -337,14 +338,16 @@ def _issue(
 
 
 def _queue_delivery(invoice: Invoice) -> None:
-    """After commit (never for a document whose transaction rolled back): email it, submit it."""
+    """After commit (never for a document whose transaction rolled back): email it, submit it.
+
+    With the broker down the document stays `pending`/`issued` (the payment's answer is not
+    affected) and `billing_sweep` queues it later."""
     from billing import tasks
 
-    invoice_id = invoice.pk
     if invoice.email_status == EmailStatus.PENDING:
-        transaction.on_commit(lambda: tasks.email_invoice.delay(invoice_id))
+        enqueue_after_commit(tasks.email_invoice, invoice.pk)
     if pse_configured():
-        transaction.on_commit(lambda: tasks.submit_invoice.delay(invoice_id))
+        enqueue_after_commit(tasks.submit_invoice, invoice.pk)
 
 
 def _utc(value) -> str | None:
@@ -658,8 +661,9 @@ def invoice_email_resend(*, invoice: Invoice, to: str = "", actor: str = "") -> 
 def billing_sweep(*, now=None) -> dict:
     """Catch up on whatever a crash, an outage or a failed handler left behind (every 5 minutes):
     issue missing invoices and credit notes (each under its payment's lock, like the handlers),
-    queue submissions and emails that stalled, ask the PSE about documents awaiting SUNAT, and mark
-    emails stuck in `sending` as `unknown` (never re-sent automatically)."""
+    queue submissions and emails that stalled or were never queued (broker down at the commit), ask
+    the PSE about documents awaiting SUNAT, and mark emails stuck in `sending` as `unknown` (never
+    re-sent automatically). With the broker still down, queueing stops and waits for the next sweep."""
     from billing import tasks
 
     now = now or timezone.now()
@@ -699,17 +703,26 @@ def billing_sweep(*, now=None) -> dict:
             | Q(status=InvoiceStatus.SUBMITTED, pse_last_attempt_at__lt=now - POLL_EVERY)
         ).values_list("pk", flat=True)[:SWEEP_BATCH]
         for invoice_id in list(due):
-            tasks.submit_invoice.delay(invoice_id)
+            if not enqueue(tasks.submit_invoice, invoice_id):
+                break  # the broker is down: all of it is still due at the next sweep
             report["submissions"] += 1
 
     report["emails_unknown"] = Invoice.objects.filter(
         email_status=EmailStatus.SENDING, email_claimed_at__lt=now - SENDING_LEASE
     ).update(email_status=EmailStatus.UNKNOWN, email_error="claimed but never confirmed (worker stopped?)")
-    stalled = Invoice.objects.filter(
-        email_status__in=[EmailStatus.PENDING, EmailStatus.RETRYING], issued_at__lt=now - STALLED_AFTER
-    ).values_list("pk", flat=True)[:SWEEP_BATCH]
+    # `pending` this long after issuing: its email was never queued (broker down at the commit) or
+    # its message was lost; `retrying`: an earlier try certainly sent nothing. Queued again: the
+    # conditional claim in `invoice_email_send` lets one send happen, however often it is queued.
+    stalled = (
+        Invoice.objects.filter(
+            email_status__in=[EmailStatus.PENDING, EmailStatus.RETRYING], issued_at__lt=now - STALLED_AFTER
+        )
+        .order_by("issued_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
     for invoice_id in list(stalled):
-        tasks.email_invoice.delay(invoice_id)
+        if not enqueue(tasks.email_invoice, invoice_id):
+            break
         report["emails"] += 1
     return report
 

@@ -11,7 +11,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.task(name="smartpay.ping")
+@app.task(name="smartpay.ping", ignore_result=False)
 def ping(value: str) -> str:
-    """Round-trip check used by readiness probes and the worker test."""
+    """Round-trip check used by readiness probes and the worker test (the one task whose result is kept)."""
     return f"pong:{value}"
