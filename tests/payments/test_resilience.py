@@ -14,6 +14,7 @@ from payments.models import Payment, PaymentAttempt, RoutingRule
 from payments.services import payments as payment_services
 from payments.services.settlement import settle_due_payments
 from tests.payments.conftest import CULQI_BASE, MP_BASE
+from tests.transport_faults import connection_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -97,10 +98,13 @@ def test_breaker_opens_on_error_rate(settings):
 
 
 def test_unavailable_is_retried_with_the_same_key_and_then_succeeds(api, gateways):
-    replies = iter([(503, {}, "Service Unavailable"), (429, {"Retry-After": "0"}, "{}")])
+    replies = iter([connection_refused(CHARGES), (429, {"Retry-After": "0"}, "{}")])
 
     def reply(request):
-        return next(replies, None) or culqi_charge_reply(request)
+        answer = next(replies, None)
+        if isinstance(answer, Exception):
+            raise answer  # the connection was refused: the charge never left
+        return answer or culqi_charge_reply(request)
 
     gateways.add_callback(responses.POST, CHARGES, callback=reply)
     body = pay(api).json()
@@ -118,7 +122,7 @@ def test_mercadopago_retries_send_the_same_idempotency_key(api, gateways):
     def reply(request):
         seen.append(request.headers["X-Idempotency-Key"])
         if len(seen) == 1:
-            raise requests.ConnectionError("refused")
+            raise connection_refused(request.url)
         sent = json.loads(request.body)
         return (
             201,
@@ -147,6 +151,45 @@ def test_a_decline_is_never_retried(api, gateways):
     assert len(gateways.calls) == 1
 
 
+def test_a_mercadopago_503_on_a_charge_is_resent_with_the_same_key_and_charged_once(api, gateways):
+    """503 may follow a payment made; Mercado Pago replays the first answer for the same key."""
+    seen = []
+    approved = json.loads((FIXTURES / "mercadopago" / "payment_approved.json").read_text())
+
+    def reply(request):
+        seen.append((request.headers["X-Idempotency-Key"], request.body))
+        if len(seen) == 1:
+            return 503, {"Retry-After": "0"}, "Service Unavailable"
+        sent = json.loads(request.body)
+        return (
+            201,
+            {},
+            json.dumps({**approved, "external_reference": sent["external_reference"], "transaction_amount": 25.0}),
+        )
+
+    gateways.add_callback(responses.POST, f"{MP_BASE}/v1/payments", callback=reply)
+    body = pay(api, source={"gateway": "mercadopago", "token": "tok", "payment_method_id": "visa"}).json()
+    assert body["status"] == "succeeded"
+    assert [a["outcome"] for a in body["attempts"]] == ["unknown", "succeeded"]
+    assert len(seen) == 2 and seen[0] == seen[1]  # same key, same bytes: one payment at Mercado Pago
+    assert seen[0][0] == f"{body['id']}:charge:1"
+
+
+def test_a_culqi_503_on_a_charge_is_neither_retried_nor_failed_over(api, gateways):
+    """Culqi has no idempotency key and documents no "not processed" 503: settle by asking, never resend."""
+    gateways.post(CHARGES, status=503, body="Service Unavailable")
+    body = pay(api).json()
+    assert body["status"] == "processing" and body["gateway"] == "culqi"
+    assert body["failure"] is None
+    assert [a["outcome"] for a in body["attempts"]] == ["unknown"]
+    assert len(gateways.calls) == 1
+
+    gateways.add_callback(responses.GET, CHARGES, callback=_culqi_list_reply(found=False))
+    assert settle_due_payments(now=timezone.now() + timedelta(minutes=2)) == {"absent": 1}
+    assert Payment.objects.get(pk=body["id"]).status == "processing"  # proven absent only after the window
+    assert len([c for c in gateways.calls if c.request.method == "POST"]) == 1
+
+
 def test_an_unknown_outcome_is_neither_retried_nor_failed_over(api, gateways):
     gateways.post(CHARGES, body=requests.ReadTimeout("read timed out"))
     body = pay(api).json()
@@ -160,7 +203,7 @@ def test_an_unknown_outcome_is_neither_retried_nor_failed_over(api, gateways):
 
 
 def test_token_at_a_down_gateway_is_503_with_alternatives(api, gateways):
-    gateways.post(CHARGES, body=requests.ConnectionError("refused"))
+    gateways.post(CHARGES, body=connection_refused(CHARGES))
     response = pay(api)
     assert response.status_code == 503
     body = response.json()
@@ -297,8 +340,9 @@ def test_a_crash_between_the_call_and_the_record_is_recovered_without_charging_t
     assert payment.status == "processing"
     assert payment.attempts.get().outcome == "started"
 
-    replay = pay(api)  # the client retries with the same key: replayed, not charged again
-    assert replay.status_code == 500 and replay["Idempotent-Replayed"] == "true"
+    replay = pay(api)  # the client retries with the same key: the payment as it stands, not charged again
+    assert replay.status_code == 201 and replay["Idempotent-Replayed"] == "true"
+    assert (replay.json()["id"], replay.json()["status"]) == (payment.id, "processing")
 
     gateways.add_callback(responses.GET, CHARGES, callback=_culqi_list_reply(found=True))
     assert settle_due_payments(now=timezone.now() + timedelta(minutes=10)) == {"settled": 1}

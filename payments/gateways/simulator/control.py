@@ -2,18 +2,30 @@
 
 `POST /sandbox/control {"gateway", "mode", "latency_ms", "failure_rate", "seed"}` sets how one
 simulated gateway misbehaves; `GET` shows both; `DELETE` puts them back to normal. The modes, applied
-to every API path of that gateway (never to /sandbox/control nor to the hosted checkout pages):
+to every API path of that gateway (never to /sandbox/control nor to the hosted checkout pages), and
+how SmartPay's adapters read them (the rules are in `payments/gateways/base.py`):
 
-* `down`: 503 with a plain-text body no gateway would write; the request is **not** processed.
+* `down`: 503 with a plain-text body no gateway would write; the simulator does **not** process the
+  request. SmartPay cannot know that: the request left and a 503 is not a documented "not processed"
+  answer of either gateway. So a side-effecting request (charge, capture, cancel, refund, save card) is
+  *outcome unknown*: a Culqi charge stays `processing`, is never resent nor failed over, and is settled
+  by asking the gateway (which then proves it absent); a Mercado Pago charge is resent with the same
+  `X-Idempotency-Key` within the retry bounds, then left `processing` the same way. Read-only requests
+  and hosted checkout creation read it as *unavailable*: retried, and checkouts fail over.
 * `error`: 500 with an HTML body; the request is **not** processed. (Real 500s may or may not have
-  been processed; choosing "not" keeps the fault deterministic, and a caller must treat a 500 after a
-  POST as outcome-unknown anyway, so reconciliation is exercised either way.)
+  been processed; choosing "not" keeps the fault deterministic.) SmartPay reads it exactly like `down`.
 * `timeout`: the request **is processed** (a charge is created), then the answer is held back
-  `latency_ms` (30 s when 0), longer than the caller's read timeout: "the request left, the answer was lost".
-* `slow`: sleep `latency_ms`, then process normally.
-* `flaky`: with probability `failure_rate`, 503 before processing; otherwise normal. With a `seed`,
-  the n-th draw is a function of (seed, n) with n counted in the database, so runs are reproducible
-  across processes.
+  `latency_ms` (30 s when 0), longer than the caller's read timeout: "the request left, the answer was
+  lost". A read timeout: *outcome unknown* for side-effecting requests, *unavailable* for reads.
+* `slow`: sleep `latency_ms`, then process normally (a timeout in SmartPay when longer than its read
+  timeout, read as above; the charge then exists).
+* `flaky`: with probability `failure_rate`, 503 before processing (read like `down`); otherwise normal.
+  With a `seed`, the n-th draw is a function of (seed, n) with n counted in the database, so runs are
+  reproducible across processes.
+
+None of these is "nothing happened" to SmartPay: that takes a failure before the request left (DNS,
+connection refused, connect timeout, TLS handshake), which the simulators, answering over HTTP, cannot
+produce; tests use a closed port or a real socket server for it.
 
 Optional `method` and `path` narrow a fault to matching requests, `path` being a prefix of the path
 after the gateway's base: `{"gateway": "mercadopago", "mode": "timeout", "method": "POST", "path":
