@@ -30,9 +30,9 @@ def create_checkout(api, key):
     ("gateway", "field", "choice", "status"),
     [
         ("culqi", "card", "approve", "succeeded"),
-        ("culqi", "card", "insufficient_funds", "failed"),
+        ("culqi", "card", "insufficient_funds", "pending"),  # a decline is not final: the payer may try again
         ("mercadopago", "outcome", "APRO", "succeeded"),
-        ("mercadopago", "outcome", "FUND", "failed"),
+        ("mercadopago", "outcome", "FUND", "pending"),
     ],
 )
 def test_pay_on_the_hosted_page_and_return(api, sandbox, gateway, field, choice, status):
@@ -58,8 +58,12 @@ def test_pay_on_the_hosted_page_and_return(api, sandbox, gateway, field, choice,
     )
     final = api.get(f"/api/v1/payments/{payment['id']}").json()
     assert final["status"] == status
-    assert final["gateway_payment_id"]
-    assert final["next_action"] is None
+    if status == "succeeded":
+        assert final["gateway_payment_id"]
+        assert final["next_action"] is None
+    else:  # the decline shows, the page stays payable
+        assert final["failure"]["decline_code"] == "insufficient_funds"
+        assert final["next_action"]["url"] == url
 
 
 def test_return_without_paying_leaves_the_payment_pending(api, sandbox):

@@ -644,6 +644,28 @@ def order_confirm(public_id: str) -> SimCheckout:
     return order
 
 
+def order_delete(public_id: str) -> SimCheckout:
+    """DELETE /v2/orders/{id} (§8): only a `created` or `pending` order; it becomes `deleted` (204).
+
+    Any other state (paid, expired, deleted already) is refused with a 400 `parameter_error`, as Culqi
+    deletes only orders that can still be paid.
+    """
+    with transaction.atomic():
+        order = SimCheckout.objects.select_for_update().filter(gateway=CULQI, public_id=public_id).first()
+        if order is None:
+            raise objects.not_found("la orden", public_id)
+        state = objects.order_state(order)
+        if state not in ("created", "pending"):
+            raise objects.parameter_error(
+                "order_id", f"La orden {public_id} no puede ser eliminada porque su estado es {state}."
+            )
+        order.state = "deleted"
+        order.updated_at = timezone.now()
+        order.save(update_fields=["state", "updated_at"])
+        webhooks.culqi_event("order.status.changed", objects.order_object(order))
+    return order
+
+
 class CheckoutClosed(Exception):
     """The order can no longer be paid (expired or deleted)."""
 

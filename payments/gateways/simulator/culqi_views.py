@@ -265,7 +265,15 @@ def orders(request):
 @endpoint("culqi", charset_header=True)
 def order_detail(request, order_id: str):
     services.authenticate(request)
-    return by_method(request, GET=lambda: _answer(objects.order_object(services.order_get(order_id))))
+
+    def delete():
+        services.order_delete(order_id)
+        response = HttpResponse(status=204)  # an empty body, as observed (§8)
+        for name, value in objects.response_headers().items():
+            response[name] = value
+        return response
+
+    return by_method(request, GET=lambda: _answer(objects.order_object(services.order_get(order_id))), DELETE=delete)
 
 
 @endpoint("culqi", charset_header=True)
@@ -290,9 +298,26 @@ def _with_params(url: str, params: dict[str, str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
+CLOSED_MESSAGES = {
+    "expired": "Esta orden expiró: ya no puede pagarse. Vuelve a la tienda para pagar de nuevo.",
+    "deleted": "Esta orden fue anulada por el comercio: ya no puede pagarse.",
+}
+
+
+def _closed_message(state: str) -> str | None:
+    if state in ("created", "pending", "paid"):
+        return None
+    return CLOSED_MESSAGES.get(state, f"Esta orden no puede pagarse (estado: {state}).")
+
+
 @csrf_exempt
 def checkout_page(request, order_id: str):
-    """GET: the page where a person picks a test card; POST: pay, then 302 to `return_url`."""
+    """GET: the page where a person picks a test card; POST: pay, then 302 to `return_url`.
+
+    A declined try leaves the order payable: without a `return_url` the page shows the decline and the
+    form again. An expired or deleted order is refused with 410 and no form; a paid one is not charged
+    again (a POST answers with its charge).
+    """
     sandbox_only()
     if request.method not in ("GET", "POST"):
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
@@ -301,28 +326,33 @@ def checkout_page(request, order_id: str):
     except wire.SimulatorError:
         raise Http404("no such order") from None
     return_url = _safe_return_url(request.POST.get("return_url") or request.GET.get("return_url"))
+    template = "simulator/culqi_checkout.html"
+    state = objects.order_state(order)
     context = {
         "order": order,
-        "state": objects.order_state(order),
+        "state": state,
+        "closed": _closed_message(state),
         "amount": wire.decimal_amount(order.amount),
         "choices": CHECKOUT_CHOICES,
         "return_url": return_url or "",
         "charge": None,
         "error": None,
     }
+    if context["closed"]:
+        return render(request, template, context, status=410)
     if request.method == "POST":
         choice = request.POST.get("card")
         if choice not in dict(CHECKOUT_CHOICES):
             context["error"] = "Elige una tarjeta de prueba."
-            return render(request, "simulator/culqi_checkout.html", context, status=400)
+            return render(request, template, context, status=400)
         try:
             order, charge = services.checkout_pay(order_id=order_id, choice=choice, client_ip=_client_ip(request))
         except services.CheckoutClosed as closed:
-            context["error"] = f"La orden no puede pagarse: {closed}."
-            return render(request, "simulator/culqi_checkout.html", context, status=409)
+            context.update(state=str(closed), closed=_closed_message(str(closed)))
+            return render(request, template, context, status=410)
         if return_url:
             return HttpResponseRedirect(
                 _with_params(return_url, {"order_id": order.public_id, "charge_id": charge.public_id})
             )
         context.update(order=order, state=objects.order_state(order), charge=charge)
-    return render(request, "simulator/culqi_checkout.html", context)
+    return render(request, template, context)

@@ -226,7 +226,11 @@ def preference_detail(request, preference_id: str):
         preference = services.preference_get(preference_id)
         return _answer(objects.preference_object(preference, _init_point(request, preference_id)))
 
-    return by_method(request, GET=get)
+    def update():
+        preference = services.preference_update(public_id=preference_id, body=services.body_of(request))
+        return _answer(objects.preference_object(preference, _init_point(request, preference_id)))
+
+    return by_method(request, GET=get, PUT=lambda: idempotent(request, update, required=False))
 
 
 def _with_params(url: str, params: dict[str, str]) -> str:
@@ -257,9 +261,18 @@ def _back_url(preference, charge) -> str | None:
     return _with_params(url, params)
 
 
+CLOSED_MESSAGE = "Esta preferencia de pago expiró: ya no puede pagarse. Vuelve a la tienda para pagar de nuevo."
+OPEN_AFTER = ("rejected", "cancelled")  # a try that took no money: the payer may try again on the same page
+
+
 @csrf_exempt
 def checkout_page(request, preference_id: str):
-    """GET: the page where a person picks a test outcome; POST: pay, then 302 to the matching back_url."""
+    """GET: the page where a person picks a test outcome; POST: pay, then 302 to the matching back_url.
+
+    A rejected try leaves the preference payable: the page offers the form again. An expired preference
+    (its `expiration_date_to` passed, or set to now by `PUT /checkout/preferences/{id}`) is refused with
+    410 and no form.
+    """
     sandbox_only()
     if request.method not in ("GET", "POST"):
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
@@ -273,20 +286,26 @@ def checkout_page(request, preference_id: str):
         "amount": wire.decimal_amount(preference.amount),
         "choices": CHECKOUT_CHOICES,
         "payment": None,
+        "can_pay": True,
+        "closed": None,
         "error": None,
     }
+    template = "simulator/mercadopago_checkout.html"
+    if services.preference_closed(preference):
+        context.update(closed=CLOSED_MESSAGE, can_pay=False)
+        return render(request, template, context, status=410)
     if request.method == "POST":
         outcome = request.POST.get("outcome")
         if outcome not in dict(CHECKOUT_CHOICES):
             context["error"] = "Elige un resultado de prueba."
-            return render(request, "simulator/mercadopago_checkout.html", context, status=400)
+            return render(request, template, context, status=400)
         try:
             preference, charge = services.checkout_pay(preference_id=preference_id, outcome=outcome)
         except services.CheckoutClosed:
-            context["error"] = "La preferencia de pago expiró."
-            return render(request, "simulator/mercadopago_checkout.html", context, status=410)
+            context.update(closed=CLOSED_MESSAGE, can_pay=False)
+            return render(request, template, context, status=410)
         redirect_to = _back_url(preference, charge)
         if redirect_to:
             return HttpResponseRedirect(redirect_to)
-        context["payment"] = charge
-    return render(request, "simulator/mercadopago_checkout.html", context)
+        context.update(payment=charge, can_pay=charge.status in OPEN_AFTER)
+    return render(request, template, context)
