@@ -42,9 +42,11 @@ from notifications.services import event_record
 from payments.enums import PaymentPurpose, PaymentStatus
 from payments.exceptions import CustomerEmailRequired
 from payments.models import Customer, Payment, PaymentMethod, Refund
+from payments.services.confirm import ACTION_EXPIRED, AUTHENTICATION_REQUIRED, payment_abandon_action
 from payments.services.payments import CardSource, payment_create
 from smartpay.api.errors import ApiError
 from smartpay.ids import make_id
+from smartpay.queueing import enqueue_after_commit
 
 logger = logging.getLogger("smartpay.credits")
 
@@ -54,6 +56,9 @@ RENEWAL_PAUSE_AFTER_DECLINE = timedelta(hours=12)
 RENEWAL_MAX_CONSECUTIVE_DECLINES = 3
 RENEWAL_CAP_WINDOW = timedelta(days=1)
 STALE_PURCHASE_AFTER = timedelta(hours=1)
+# Failures of a renewal's payment that are the card's doing, counted like declines (pause, then off):
+# a decline, and 3-D Secure asked for a charge made with nobody present to pass it.
+RENEWAL_DECLINE_CODES = frozenset({"card_declined", AUTHENTICATION_REQUIRED, ACTION_EXPIRED})
 
 # --- Accounts, ledger rows -------------------------------------------------------------------------
 
@@ -467,8 +472,9 @@ def _after_balance_drop(account: CreditAccount, *, before: int, after: int, caus
 def _queue_renewal(account_id: str, *, reason: str) -> None:
     from credits.tasks import renew_credits
 
-    # robust: a failing renewal (or broker) never turns the committed consumption into an error.
-    transaction.on_commit(lambda: renew_credits.delay(account_id, reason), robust=True)
+    # Robust: a failing renewal (or broker) never turns the committed consumption into an error; a
+    # renewal that could not be queued is queued by `credit_auto_renewals_sweep` (every 5 minutes).
+    enqueue_after_commit(renew_credits, account_id, reason)
 
 
 # --- Expiry --------------------------------------------------------------------------------------
@@ -699,12 +705,14 @@ def credit_auto_renewal_run(*, account_id: str, reason: str, now: datetime | Non
     off and records `auto_renewal.failed`.
     """
     now = now or timezone.now()
+    _settle_stale_renewals(now=now, account_id=account_id)  # a finished one must not hold the in-flight slot
     claimed = _renewal_claim(account_id, reason=reason, now=now)
     if claimed is None:
         return None
     renewal, purchase = claimed
+    payment = None
     try:
-        payment_create(
+        payment = payment_create(
             client_app=renewal.account.customer.client_app,
             amount=purchase.amount,
             currency=purchase.currency,
@@ -717,6 +725,15 @@ def credit_auto_renewal_run(*, account_id: str, reason: str, now: datetime | Non
         )
     except ApiError as error:  # nothing charged (gateway down, card not usable in this currency)
         logger.warning("auto-renewal not charged", extra={"account": account_id, "error_code": error.code})
+    if payment is not None and payment.status == PaymentStatus.REQUIRES_ACTION:
+        # 3-D Secure needs the payer, and nobody is there for a renewal: a failed try now, rather than a
+        # payment (and the in-flight slot) waiting for a challenge that cannot happen. Closed at the
+        # gateway first when something exists there; if that fails, the action expiry does it later.
+        payment_abandon_action(
+            payment=payment,
+            code=AUTHENTICATION_REQUIRED,
+            message="The card asked for 3-D Secure, which needs the payer; an automatic renewal cannot pass it.",
+        )
     purchase = credit_purchase_settle(purchase_id=purchase.id)
     credit_auto_renewal_record_outcome(purchase=purchase, now=now)
     return purchase
@@ -737,7 +754,7 @@ def credit_auto_renewal_record_outcome(*, purchase: CreditPurchase, now: datetim
             renewal.save(update_fields=["consecutive_declines", "paused_until", "updated_at"])
             return
         payment = purchase.payment
-        if payment is None or payment.failure_code != "card_declined":
+        if payment is None or payment.failure_code not in RENEWAL_DECLINE_CODES:
             return  # not charged for a reason that is not the card's (e.g. gateway down): try again later
         renewal.consecutive_declines += 1
         renewal.paused_until = now + RENEWAL_PAUSE_AFTER_DECLINE
@@ -746,8 +763,21 @@ def credit_auto_renewal_record_outcome(*, purchase: CreditPurchase, now: datetim
             _renewal_disable(
                 renewal,
                 why=f"The card was declined {renewal.consecutive_declines} times in a row "
-                f"(last: {payment.decline_code or 'card_declined'}).",
+                f"(last: {payment.decline_code or payment.failure_code}).",
             )
+
+
+def _settle_stale_renewals(*, now: datetime, account_id: str | None = None, limit: int = 500) -> None:
+    """Settle pending purchases whose payment ended (failed, canceled: whatever path failed it, e.g. the
+    3-D Secure expiry) or never happened, releasing a renewal's in-flight slot and counting declines."""
+    stale = CreditPurchase.objects.filter(status=PurchaseStatus.PENDING).filter(
+        Q(payment__status__in=[PaymentStatus.FAILED, PaymentStatus.CANCELED])
+        | Q(payment__isnull=True, created_at__lt=now - STALE_PURCHASE_AFTER)
+    )
+    if account_id is not None:
+        stale = stale.filter(account_id=account_id)
+    for purchase_id in list(stale.values_list("pk", flat=True)[:limit]):
+        credit_auto_renewal_record_outcome(purchase=credit_purchase_settle(purchase_id=purchase_id), now=now)
 
 
 def credit_auto_renewals_sweep(*, now: datetime | None = None) -> int:
@@ -758,12 +788,7 @@ def credit_auto_renewals_sweep(*, now: datetime | None = None) -> int:
     from credits.tasks import renew_credits
 
     now = now or timezone.now()
-    stale = CreditPurchase.objects.filter(status=PurchaseStatus.PENDING).filter(
-        Q(payment__status__in=[PaymentStatus.FAILED, PaymentStatus.CANCELED])
-        | Q(payment__isnull=True, created_at__lt=now - STALE_PURCHASE_AFTER)
-    )
-    for purchase_id in list(stale.values_list("pk", flat=True)[:500]):
-        credit_auto_renewal_record_outcome(purchase=credit_purchase_settle(purchase_id=purchase_id), now=now)
+    _settle_stale_renewals(now=now)
     queued = 0
     due = (
         CreditAutoRenewal.objects.filter(enabled=True, threshold__isnull=False)

@@ -1,7 +1,7 @@
 from django.urls import path
 
+from payments.api import confirm_views, views
 from payments.api import payment_views as pv
-from payments.api import views
 
 urlpatterns = [
     path("customers", views.CustomerListCreateView.as_view(), name="customer-list"),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("payments/<str:payment_id>", pv.PaymentDetailView.as_view(), name="payment-detail"),
     path("payments/<str:payment_id>/capture", pv.PaymentCaptureView.as_view(), name="payment-capture"),
     path("payments/<str:payment_id>/cancel", pv.PaymentCancelView.as_view(), name="payment-cancel"),
+    path("payments/<str:payment_id>/confirm", confirm_views.PaymentConfirmView.as_view(), name="payment-confirm"),
     path("payments/<str:payment_id>/refunds", pv.PaymentRefundsView.as_view(), name="payment-refunds"),
     path("gateways", pv.GatewayListView.as_view(), name="gateway-list"),
 ]

@@ -7,6 +7,9 @@ refund ids are JSON integers; customers and cards have string ids; dates are
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -285,7 +288,32 @@ def payment_object(charge: SimCharge) -> dict[str, Any]:
         "merchant_number": None,
         "acquirer_reconciliation": [],
         "point_of_interaction": {"type": "UNSPECIFIED"},
+        **({"three_ds_info": three_ds_info(charge)} if charge.status_detail == "pending_challenge" else {}),
     }
+
+
+def three_ds_info(charge: SimCharge) -> dict[str, str]:
+    """Where the payer's browser takes the challenge: POST `creq` to `external_resource_url` (in an iframe).
+
+    The URL is the simulator's challenge page (`mercadopago_challenge`); the CReq is the EMV 3-D Secure
+    challenge request, base64url JSON, derived from the payment id so that the page can check it.
+    """
+    from django.conf import settings
+    from django.urls import reverse
+
+    url = settings.PUBLIC_BASE_URL + reverse("simulator:mercadopago-challenge", args=[charge.public_id])
+    return {"external_resource_url": url, "creq": challenge_request(charge.public_id)}
+
+
+def challenge_request(public_id: str) -> str:
+    message = {
+        "messageType": "CReq",
+        "messageVersion": "2.1.0",
+        "threeDSServerTransID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"3ds-server:{public_id}")),
+        "acsTransID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"acs:{public_id}")),
+        "challengeWindowSize": "05",
+    }
+    return base64.urlsafe_b64encode(json.dumps(message, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
 def preference_object(preference: SimCheckout, init_point: str) -> dict[str, Any]:

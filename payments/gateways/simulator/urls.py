@@ -1,13 +1,13 @@
 """Simulator routes, mounted at /sandbox/ only when GATEWAY_MODE == "sandbox" (smartpay/urls.py).
 
 /sandbox/culqi/…        api.culqi.com and secure.culqi.com paths (v2), plus the hosted checkout page
-/sandbox/mercadopago/…  api.mercadopago.com paths, plus the Checkout Pro page
+/sandbox/mercadopago/…  api.mercadopago.com paths, plus the Checkout Pro page and the 3-D Secure challenge page
 /sandbox/control        fault injection
 """
 
 from django.urls import include, path
 
-from payments.gateways.simulator import control, culqi_views, mercadopago_views
+from payments.gateways.simulator import control, culqi_views, mercadopago_challenge, mercadopago_views
 
 app_name = "simulator"
 
@@ -56,6 +56,7 @@ mercadopago = [
         "checkout/preferences/<str:preference_id>", mercadopago_views.preference_detail, name="mercadopago-preference"
     ),
     path("checkout/<str:preference_id>", mercadopago_views.checkout_page, name="mercadopago-checkout-page"),
+    path("challenge/<str:payment_id>", mercadopago_challenge.challenge_page, name="mercadopago-challenge"),
 ]
 
 urlpatterns = [
