@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 from django.db import models
+from django.urls import reverse
+from django.utils.html import format_html
 
 from payments.models import (
     ApiKey,
@@ -12,6 +14,7 @@ from payments.models import (
     ReconciliationRun,
     Refund,
     RoutingRule,
+    StrayCharge,
     WebhookEvent,
 )
 from payments.services.clients import api_key_issue, api_key_revoke
@@ -104,8 +107,23 @@ class AttemptInline(ReadOnlyInline):
 
 class RefundInline(ReadOnlyInline):
     model = Refund
-    fields = ["id", "amount", "currency", "status", "reason", "failure_code", "created_by", "created_at"]
+    fields = ["id", "money", "status", "origin", "gateway_refund_id", "reason", "failure_code", "created_at"]
     readonly_fields = fields
+
+    @admin.display(description="Amount")
+    def money(self, obj):
+        return format_minor_units(obj.amount, obj.currency)
+
+
+class StrayChargeInline(ReadOnlyInline):
+    model = StrayCharge
+    fields = ["id", "gateway", "gateway_payment_id", "money", "reason", "status", "created_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    @admin.display(description="Amount")
+    def money(self, obj):
+        return format_minor_units(obj.amount, obj.currency)
 
 
 @admin.register(Payment)
@@ -116,13 +134,34 @@ class PaymentAdmin(RecordAdmin):
     list_filter = ["status", "gateway", "currency", "purpose", ("created_at", admin.DateFieldListFilter), "client_app"]
     search_fields = ["id", "gateway_payment_id", "customer__id", "customer__email", "customer__external_id", "email"]
     date_hierarchy = "created_at"
-    inlines = [AttemptInline, RefundInline]
+    inlines = [AttemptInline, RefundInline, StrayChargeInline]
     actions = ["refund_in_full"]
     list_select_related = ["client_app", "customer"]
 
     @admin.display(description="Amount", ordering="amount")
     def display_amount(self, obj):
         return format_minor_units(obj.amount, obj.currency)
+
+    @admin.display(description="Captured")
+    def display_captured(self, obj):
+        return format_minor_units(obj.amount_captured, obj.currency)
+
+    @admin.display(description="Refunded")
+    def display_refunded(self, obj):
+        return format_minor_units(obj.amount_refunded, obj.currency)
+
+    MONEY_FIELDS = {
+        "amount": "display_amount",
+        "amount_captured": "display_captured",
+        "amount_refunded": "display_refunded",
+    }
+
+    def get_fields(self, request, obj=None):
+        """The record's fields, with its amounts shown as money instead of minor units."""
+        return [self.MONEY_FIELDS.get(field.name, field.name) for field in self.model._meta.fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "display_amount", "display_captured", "display_refunded"]
 
     @admin.action(description="Refund what is left of the selected payments")
     def refund_in_full(self, request, queryset):
@@ -131,7 +170,9 @@ class PaymentAdmin(RecordAdmin):
         done = 0
         for payment in queryset:
             try:
-                refund = refund_create(payment=payment, reason="refund by staff", actor=f"staff:{request.user}")
+                refund = refund_create(
+                    payment=payment, reason="refund by staff", actor=f"staff:{request.user}", origin=Refund.ADMIN
+                )
             except ApiError as error:
                 self.message_user(request, f"{payment.id}: {error.detail_text}", level=messages.ERROR)
                 continue
@@ -276,3 +317,50 @@ class ReconciliationIssueAdmin(RecordAdmin):
 
         count = reconciliation_issues_resolve(issues=queryset, actor=f"staff:{request.user.get_username()}")
         self.message_user(request, f"Marked {count} issue(s) resolved.")
+
+
+@admin.register(StrayCharge)
+class StrayChargeAdmin(RecordAdmin):
+    """Money a gateway holds for a payment that does not own it. Duplicates are refunded
+    automatically; a charge for a final payment waits here for staff to refund it."""
+
+    list_display = [
+        "id",
+        "payment_link",
+        "gateway",
+        "gateway_payment_id",
+        "display_amount",
+        "reason",
+        "status",
+        "detected_via",
+        "created_at",
+    ]
+    list_filter = ["status", "reason", "gateway"]
+    search_fields = ["id", "payment__id", "gateway_payment_id"]
+    list_select_related = ["payment"]
+    actions = ["refund_at_gateway"]
+
+    @admin.display(description="Amount", ordering="amount")
+    def display_amount(self, obj):
+        return format_minor_units(obj.amount, obj.currency)
+
+    @admin.display(description="Payment", ordering="payment")
+    def payment_link(self, obj):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:payments_payment_change", args=[obj.payment_id]), obj.payment_id
+        )
+
+    def get_fields(self, request, obj=None):
+        return ["display_amount" if f.name == "amount" else f.name for f in self.model._meta.fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "display_amount"]
+
+    @admin.action(description="Refund at the gateway")
+    def refund_at_gateway(self, request, queryset):
+        from payments.services.strays import stray_charge_refund
+
+        for stray in queryset:
+            done = stray_charge_refund(stray_id=stray.pk, actor=f"staff:{request.user.get_username()}")
+            level = messages.SUCCESS if done.status == StrayCharge.REFUNDED else messages.WARNING
+            self.message_user(request, f"{done.pk}: {done.get_status_display()} {done.last_error}".strip(), level)

@@ -7,6 +7,13 @@ success closes the breaker, its failure opens it again.
 
 Failures are outcomes that say the gateway is unwell (unavailable, unknown, configuration error).
 Declines and invalid requests are the gateway working normally.
+
+Only real gateway calls count: a local step (canceling what never reached the gateway) records
+nothing. A success that closes an open or half-open breaker must come from a call started after the
+breaker opened (the probe): a late answer to an old call says nothing about the gateway now.
+Planning a route asks `may_call` (no side effect); the single half-open probe is claimed by
+`allow_request` right before the call is made, so a gateway that was planned but not called does
+not use it up.
 """
 
 import time
@@ -59,6 +66,16 @@ def state(gateway: str) -> BreakerState:
     return BreakerState(gateway, HALF_OPEN, 0, consecutive)
 
 
+def may_call(gateway: str) -> bool:
+    """Could a call go to this gateway now? Planning only: claims nothing."""
+    current = state(gateway)
+    if current.state == CLOSED:
+        return True
+    if current.state == OPEN:
+        return False
+    return cache.get(_key(gateway, "probe")) is None
+
+
 def allow_request(gateway: str) -> bool:
     """May a call go to this gateway now? In half-open, only one caller gets the probe."""
     current = state(gateway)
@@ -73,19 +90,27 @@ def is_healthy(gateway: str) -> bool:
     return state(gateway).state == CLOSED
 
 
-def record(gateway: str, outcome: str) -> None:
+def record(gateway: str, outcome: str, *, since=None) -> None:
+    """Count one call's outcome. `since` (when the call started) lets a late success be ignored."""
     if outcome in NEUTRAL_OUTCOMES:
         return
     if outcome in FAILURE_OUTCOMES:
         record_failure(gateway)
-    else:
-        record_success(gateway)
+        return
+    opened_at = cache.get(_key(gateway, "opened_at"))
+    if opened_at is not None and since is not None and since.timestamp() < opened_at:
+        # An answer to a call made before the breaker opened: it proves nothing about the gateway now.
+        _incr(_key(gateway, f"calls:{_bucket(time.time())}"), settings.CIRCUIT_WINDOW_SECONDS * 2)
+        return
+    record_success(gateway)
 
 
 def record_success(gateway: str) -> None:
     window = settings.CIRCUIT_WINDOW_SECONDS
     _incr(_key(gateway, f"calls:{_bucket(time.time())}"), window * 2)
-    cache.delete_many([_key(gateway, "consecutive"), _key(gateway, "open_until"), _key(gateway, "probe")])
+    cache.delete_many(
+        [_key(gateway, "consecutive"), _key(gateway, "open_until"), _key(gateway, "probe"), _key(gateway, "opened_at")]
+    )
 
 
 def record_failure(gateway: str) -> None:
@@ -104,11 +129,12 @@ def record_failure(gateway: str) -> None:
 def _open(gateway: str, now: float) -> None:
     cool_down = settings.CIRCUIT_COOL_DOWN_SECONDS
     cache.set(_key(gateway, "open_until"), now + cool_down, timeout=cool_down * 20)
+    cache.set(_key(gateway, "opened_at"), now, timeout=cool_down * 20)
     cache.delete(_key(gateway, "probe"))
 
 
 def reset(gateway: str) -> None:
-    keys = [_key(gateway, name) for name in ("open_until", "consecutive", "probe")]
+    keys = [_key(gateway, name) for name in ("open_until", "consecutive", "probe", "opened_at")]
     bucket = _bucket(time.time())
     keys += [_key(gateway, f"{kind}:{b}") for kind in ("calls", "failures") for b in (bucket, bucket - 1)]
     cache.delete_many(keys)

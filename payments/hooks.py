@@ -7,8 +7,11 @@ Apps register their handlers in `AppConfig.ready()`. A handler registered for `A
 runs for every payment (e.g. invoicing), after the purpose's own handlers.
 """
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
+
+from django.db import transaction
 
 ANY_PURPOSE = "*"
 
@@ -32,8 +35,20 @@ def run_success_handlers(payment) -> None:
 
 
 def run_refund_handlers(payment, refund) -> dict:
-    """Returns what the handlers report (merged), e.g. {"credits_clawed_back": 40}."""
+    """Returns what the handlers report (merged), e.g. {"credits_clawed_back": 40}.
+
+    Each handler runs in its own savepoint: the gateway has already given the money back, so a
+    failing handler (a claw-back, a credit note) is undone alone and logged as an alert, and can
+    never roll back the record of the refund itself.
+    """
     report: dict = {}
     for handler in [*_on_refund.get(payment.purpose, ()), *_on_refund.get(ANY_PURPOSE, ())]:
-        report.update(handler(payment, refund) or {})
+        try:
+            with transaction.atomic():
+                report.update(handler(payment, refund) or {})
+        except Exception:
+            logging.getLogger("smartpay.alerts").exception(
+                "a refund handler failed; the refund stands, its side effect needs a person",
+                extra={"payment": payment.pk, "refund": refund.pk, "handler": getattr(handler, "__name__", "")},
+            )
     return report

@@ -3,6 +3,25 @@
 The allowed moves are the contract's. A move the contract does not list is refused: API callers
 get an error, while gateway-driven updates (webhooks, reconciliation, late answers) that would move
 a payment backwards are recorded by the caller and ignored.
+
+The rules around it (the README's "How money is kept safe" says the same for operators):
+
+* **Only a failure before the request left is "nothing was processed"** (DNS, connection refused,
+  connect timeout, TLS handshake: `GatewayUnavailable`, safe to retry and fail over). Anything after
+  the request may have been sent is `GatewayOutcomeUnknown`: the payment stays `processing` (or
+  `authorized` for a lost capture/cancel, or the refund `pending`), is never sent again as a new
+  request that could charge or refund twice, never failed over, and is settled by asking the
+  gateway (`services.settlement`).
+* **One fact, one writer**: what a gateway did is recorded by `services.recording`, whichever path
+  learned it, keyed by the gateway's ids; `amount_captured` is the gateway's captured amount and
+  `amount_refunded` the sum of succeeded `Refund` rows, derived under the payment's row lock.
+  Side effects run on a row's transition, so once.
+* **A view that does not fit is never applied**: another amount or currency is refused; money
+  for a payment that does not own it (a second charge, a charge for a `failed`/`canceled` payment:
+  the final states below are never reopened) becomes a `StrayCharge`.
+* **A hosted checkout stays `pending` while its session can be paid**: a declined try is shown in
+  `failure`, not final; it fails when the session expires or is canceled (closed at the gateway
+  first).
 """
 
 from payments.enums import PaymentStatus as S

@@ -35,9 +35,26 @@ def process_webhook_event(self, event_id: str) -> str:
         raise self.retry(countdown=retry_countdown(self.request.retries)) from None
 
 
-def retry_countdown(retries: int, *, base: int = 30, cap: int = 3600) -> int:
+RETRY_BASE_SECONDS = 30
+RETRY_CAP_SECONDS = 3600  # the longest countdown: the broker's visibility timeout is set above it (settings)
+
+
+def retry_countdown(retries: int, *, base: int = RETRY_BASE_SECONDS, cap: int = RETRY_CAP_SECONDS) -> int:
     """Full-jitter exponential backoff for task retries: uniform(0, min(cap, base * 2**n)), at least 1 s."""
     return max(1, int(_jitter.uniform(0, min(cap, base * 2**retries))))
+
+
+def retry_horizon_seconds(retries: int, *, base: int = RETRY_BASE_SECONDS, cap: int = RETRY_CAP_SECONDS) -> int:
+    """The longest the first `retries` countdowns of `retry_countdown` can add up to."""
+    return sum(min(cap, base * 2**n) for n in range(retries))
+
+
+@shared_task(name="payments.sweep_webhook_events")
+def sweep_webhook_events() -> dict:
+    """Queue again webhook events left `received` by a broker outage or a lost worker (every 2 minutes)."""
+    from payments.services.webhooks import webhook_sweep
+
+    return webhook_sweep()
 
 
 @shared_task(name="payments.settle_unknown_payments")
@@ -75,3 +92,20 @@ def reconcile_yesterday(self, gateways: list[str] | None = None, day: str | None
             countdown=retry_countdown(self.request.retries, base=600),
         )
     return {"day": the_day.isoformat(), "gateways": summary}
+
+
+@shared_task(name="payments.expire_stale_actions")
+def expire_stale_actions() -> dict:
+    """Fail `requires_action` (3-D Secure) payments nobody confirmed in time, after asking the gateway
+    (scheduled every minute)."""
+    from payments.services.confirm import expire_stale_actions as expire
+
+    return expire()
+
+
+@shared_task(bind=True, name="payments.refund_stray_charge", max_retries=5, acks_late=True)
+def refund_stray_charge(self, stray_id: str) -> str:
+    """Give back a second charge for a payment that already has one (see payments.services.strays)."""
+    from payments.services.strays import stray_charge_refund
+
+    return stray_charge_refund(stray_id=stray_id).status

@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from payments.enums import PaymentStatus
 from payments.models import Payment
+from payments.services import recording
 from payments.services.payments import payment_sync
 from smartpay.api.errors import problem_response
 
@@ -19,7 +20,7 @@ def checkout_return(request, payment_id: str):
     if payment is None:
         return problem_response(status=404, code="not_found", title="Not found", detail="No such payment.")
     if payment.status in _UNSETTLED:
-        payment = payment_sync(payment=payment)
+        payment = payment_sync(payment=payment, source=recording.CHECKOUT_RETURN)
     if payment.return_url:
         parts = urlsplit(payment.return_url)
         query = "&".join(filter(None, [parts.query, urlencode({"payment_id": payment.id, "status": payment.status})]))

@@ -18,10 +18,16 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class RecordAdmin(admin.ModelAdmin):
-    """Every field read-only; no adding or deleting here. Actions may still act through services."""
+    """Every field read-only; no adding or deleting here. Actions may still act through services.
+
+    A record's own page is a view (no Save button): change permission holds only for the
+    changelist, where the actions live."""
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)
 
     def has_add_permission(self, request):
         return False

@@ -194,6 +194,13 @@ SPECTACULAR_SETTINGS = {
 IDEMPOTENCY_RETENTION_HOURS = max(24, env.int("IDEMPOTENCY_RETENTION_HOURS", default=24))
 # A repeat of a key whose first request is still running waits this long for it, then gets 409.
 IDEMPOTENCY_WAIT_SECONDS = env.int("IDEMPOTENCY_WAIT_SECONDS", default=10)
+# A key still `in_progress` after this long belongs to a dead process: a repeat then answers the
+# object the first request created, or (nothing created) runs in its place. It must outlast the
+# longest live request, a payment failing over across the routing's gateways: per gateway, retries
+# start within GATEWAY_RETRY_MAX_TOTAL_SECONDS (4 s) and the last try can take connect + read
+# timeouts (3.05 + 20 s), so about 27 s each and 54 s for two. 120 s leaves more than twice that,
+# and a client retrying after a crash still gets its answer within two minutes.
+IDEMPOTENCY_LEASE_SECONDS = max(1, env.int("IDEMPOTENCY_LEASE_SECONDS", default=120))
 
 # --- Celery -----------------------------------------------------------------------------------
 # Unset broker: tasks run eagerly in the calling process (zero-setup default).
@@ -208,12 +215,31 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Nothing reads task results (work is recorded in the database): publishing then never touches the
+# result store, which is on the broker's Redis in compose and would stall each publish ~20 s in its
+# reconnect loop when Redis is down. `smartpay.ping` keeps its result (round-trip checks).
+CELERY_TASK_IGNORE_RESULT = True
+# Redis broker. Work queued after a commit must fail fast when Redis is down (the enqueue helper in
+# smartpay/queueing.py then logs it and the sweeps queue it later), never hang the request:
+# short connect timeout, a socket timeout for a broker that vanished without closing the connection
+# (kombu waits forever otherwise), and one publish retry (a pooled connection gone stale).
+# visibility_timeout: tasks are acknowledged when they finish (acks_late), and Redis gives a message
+# nobody acknowledged within it to another worker. That includes retries a worker holds until their
+# countdown, at most RETRY_CAP_SECONDS (3600 s, payments/tasks.py and billing/tasks.py) plus their
+# run time: a shorter timeout would run those retries twice. 2 h covers that with margin. A worker
+# killed mid-task thus gets its message back only after 2 h, but the sweeps (webhook events, billing,
+# credits renewals) re-queue what it left undone within minutes, and every task is safe to run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200, "socket_connect_timeout": 2, "socket_timeout": 10}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "payments.purge_idempotency_records", "schedule": 3600.0},
     "settle-unknown-payments": {"task": "payments.settle_unknown_payments", "schedule": 60.0},
+    "expire-stale-actions": {"task": "payments.expire_stale_actions", "schedule": 60.0},
     "credits-expire-lots": {"task": "credits.expire_lots", "schedule": 60.0},
     "credits-record-expiring-notices": {"task": "credits.record_expiring_notices", "schedule": 3600.0},
     "credits-run-auto-renewals": {"task": "credits.run_auto_renewals", "schedule": 300.0},
+    # Webhook events a broker outage or a lost worker left `received` are queued again.
+    "payments-sweep-webhook-events": {"task": "payments.sweep_webhook_events", "schedule": 120.0},
     # 06:00 in Lima, written in CELERY_TIMEZONE (UTC): Peru is UTC-5 all year (no daylight saving).
     "payments-reconcile-yesterday": {"task": "payments.reconcile_yesterday", "schedule": crontab(hour=11, minute=0)},
 }
@@ -267,6 +293,13 @@ GATEWAY_RETRY_BASE_SECONDS = env.float("GATEWAY_RETRY_BASE_SECONDS", default=0.2
 GATEWAY_RETRY_MAX_TOTAL_SECONDS = env.float("GATEWAY_RETRY_MAX_TOTAL_SECONDS", default=4.0)
 # Unknown outcomes: ask the gateway on a backoff schedule; proven absent after this long: failed.
 SETTLE_GIVE_UP_HOURS = env.int("SETTLE_GIVE_UP_HOURS", default=24)
+# A `requires_action` payment (3-D Secure) not confirmed within this many minutes fails (`action_expired`).
+PAYMENT_ACTION_TTL_MINUTES = env.int("PAYMENT_ACTION_TTL_MINUTES", default=30)
+# A second charge for a payment that already has one (a late answer from the gateway it failed over
+# from, say) is refunded at its gateway automatically; false: only raised for staff.
+STRAY_CHARGE_AUTO_REFUND = env.bool("STRAY_CHARGE_AUTO_REFUND", default=True)
+# How long a hosted checkout session can be paid; the payment fails when it expires.
+CHECKOUT_SESSION_HOURS = env.int("CHECKOUT_SESSION_HOURS", default=24)
 # Mercado Pago webhook signature timestamps older/newer than this are refused (0: no check).
 MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS = env.int("MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS", default=600)
 # The simulators post webhooks back to PUBLIC_BASE_URL the way the real gateways do.

@@ -178,6 +178,7 @@ class RefundSerializer(serializers.ModelSerializer):
             "currency",
             "status",
             "reason",
+            "origin",
             "created_at",
             "credits_clawed_back",
         ]

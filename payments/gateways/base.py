@@ -4,17 +4,47 @@ Everything gateway-specific (URLs, auth, decimal amounts, status words, error sh
 an adapter module. The rest of SmartPay sees only these types:
 
 * a **decline** is a normal `ChargeResult` with `status=FAILED` and a normalised `decline_code`;
-* `GatewayUnavailable`: the request was not processed (connect error, 429, 503): safe to retry
-  with the same idempotency key, or to fail over to another gateway;
-* `GatewayOutcomeUnknown`: the request may have been processed (read timeout, 5xx after send):
-  never retried blindly; settled later by asking the gateway (`find_by_reference`);
+* `GatewayUnavailable`: the request was not processed: safe to retry with the same idempotency
+  key, or to fail over to another gateway;
+* `GatewayOutcomeUnknown`: the request may have been processed: never sent again as a new charge,
+  never failed over; settled later by asking the gateway (`retrieve`, `find_by_reference`);
 * `GatewayInvalidRequest`: the gateway refused the parameters (our bug or the client's input);
 * `GatewayConfigurationError`: bad credentials or setup (401/403).
+
+Which of the first two a failure is depends on *when* it happened (`_send`, `transport_error`):
+
+1. **Before the request left** (`GatewayUnavailable`, whatever the request): the DNS lookup failed
+   (urllib3 `NameResolutionError`), the connection was refused or unreachable (`NewConnectionError`),
+   the TCP connect timed out (`requests.ConnectTimeout`), or the TLS handshake failed
+   (`requests.exceptions.SSLError`, or any error raised inside `do_handshake`, a handshake timeout
+   included). No byte of the HTTP request was written, so nothing can have been processed.
+   `requests.ConnectionError` wraps both phases, so the wrapped urllib3 reason (`exc.args[0]`,
+   `MaxRetryError.reason`, the `ProtocolError`'s inner error, `__cause__`) decides; see
+   `request_never_left`.
+2. **After the request may have been sent**: a read timeout; the connection reset, aborted or
+   closed (`ProtocolError` with `RemoteDisconnected`, `ConnectionResetError`, `BrokenPipeError`);
+   a truncated body (`ChunkedEncodingError`); any other transport error we cannot place (*in doubt,
+   it may have been sent*); an HTTP 5xx, 503 included, unless the gateway documents that answer as
+   "not processed" (neither Culqi nor Mercado Pago does); an unparsable or unexpected body. These are
+   `GatewayOutcomeUnknown` for a side-effecting request (charge, capture, cancel, refund, save card:
+   `side_effect=True`) and plain `GatewayUnavailable` for a read-only one (retrieve, search, list),
+   which is safe to ask again.
+3. **HTTP 429** is a refusal (both gateways document it as "too many requests, not processed"):
+   `GatewayUnavailable`, with `retry_after` from the `Retry-After` header.
+4. **Hosted checkout creation** (`create_checkout`: a Culqi order, a Mercado Pago preference) is
+   sent as not side-effecting: it takes no money and the payer can only pay a URL we received, so a
+   session whose answer was lost is harmless and the call may be retried or failed over.
+
+A gateway that replays the first answer for a repeated `X-Idempotency-Key` (Mercado Pago:
+`honours_idempotency_keys = True`) may have an outcome-unknown request sent again with the *same*
+key; one without (Culqi, culqi.md §13) never: its unknowns are settled by asking.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -24,6 +54,8 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 import requests
+import urllib3.exceptions
+from urllib3.util.ssl_match_hostname import CertificateError as Urllib3CertificateError
 
 logger = logging.getLogger("smartpay.gateways")
 
@@ -83,7 +115,8 @@ class GatewayError(Exception):
 
 
 class GatewayUnavailable(GatewayError):
-    """Not processed: connection refused/failed, 429, 503. Safe to retry or fail over."""
+    """Not processed: no connection (DNS, refused, connect timeout, TLS handshake), 429, or a
+    read-only request that failed in any way. Safe to retry or fail over."""
 
     code = "gateway_unavailable"
 
@@ -93,9 +126,15 @@ class GatewayUnavailable(GatewayError):
 
 
 class GatewayOutcomeUnknown(GatewayError):
-    """The request left and no trustworthy answer came back. Settle by asking the gateway."""
+    """A side-effecting request may have left and no trustworthy answer came back (read timeout,
+    connection lost after send, 5xx, unreadable body). Settle by asking the gateway; resend only
+    with the same idempotency key to a gateway that honours it, and never fail over."""
 
     code = "gateway_timeout"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 class GatewayInvalidRequest(GatewayError):
@@ -110,6 +149,21 @@ class GatewayInvalidRequest(GatewayError):
 
 class GatewayNotFound(GatewayInvalidRequest):
     code = "gateway_not_found"
+
+
+class CheckoutAlreadyPaid(GatewayInvalidRequest):
+    """`expire_checkout` refused: the hosted checkout session was paid (or a payment on it is in process).
+
+    The session cannot be closed: record the payment instead of canceling or failing it. `charge` is the
+    gateway's payment when the adapter has it at hand (Mercado Pago); otherwise (Culqi: an order does not
+    name its charge) find it with `find_by_reference`.
+    """
+
+    code = "checkout_already_paid"
+
+    def __init__(self, message: str, *, charge: ChargeResult | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.charge = charge
 
 
 class GatewayConfigurationError(GatewayError):
@@ -154,12 +208,25 @@ class ChargeRequest:
     issuer_id: str | None = None
     installments: int = 1
     notification_url: str | None = None
+    # The payer's 3-D Secure result, sent with a charge retried after the challenge (Culqi's
+    # `authentication_3DS`: eci, xid, cavv, protocolVersion, directoryServerTransactionId).
+    authentication_3ds: Mapping[str, Any] | None = None
 
     def __post_init__(self):
         if (self.token is None) == (self.saved_card is None):
             raise ValueError("ChargeRequest needs exactly one of token or saved_card")
         if self.amount <= 0:
             raise ValueError("amount must be a positive number of minor units")
+
+
+@dataclass(frozen=True)
+class RefundSeen:
+    """One refund as the gateway lists it on its charge (Mercado Pago `refunds[]`, Culqi `operations[]`)."""
+
+    gateway_refund_id: str
+    amount: int  # minor units
+    status: str = "succeeded"  # "succeeded" | "pending" | "failed"
+    reference: str | None = None  # our refund id (re_…) when the gateway echoes it
 
 
 @dataclass(frozen=True)
@@ -177,6 +244,9 @@ class ChargeResult:
     card: CardInfo | None = None
     reference: str | None = None  # our reference as the gateway echoes it
     created_at: datetime | None = None
+    # The refunds the gateway lists on this charge; None when its answer does not list them (a
+    # creation answer, a webhook body): then only `amount_refunded` is known.
+    refunds: tuple[RefundSeen, ...] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -255,6 +325,10 @@ class GatewayAdapter(ABC):
     name: ClassVar[str]
     display_name: ClassVar[str]
     currencies: ClassVar[frozenset[str]]
+    # True when the gateway replays its first answer for a repeated idempotency key (Mercado Pago's
+    # `X-Idempotency-Key`): an outcome-unknown request may then be sent again with the same key.
+    # False (Culqi: no idempotency header, culqi.md §13): sending it again could charge twice.
+    honours_idempotency_keys: ClassVar[bool] = False
 
     def __init__(self, config: GatewayConfig, session: requests.Session | None = None):
         self.config = config
@@ -312,6 +386,16 @@ class GatewayAdapter(ABC):
     @abstractmethod
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
 
+    @abstractmethod
+    def expire_checkout(self, gateway_checkout_id: str) -> None:
+        """Close a hosted checkout session at the gateway so that it can no longer be paid.
+
+        Side-effecting but harmless to repeat. Returns when the session is closed, including when it was
+        already expired, deleted or unknown to the gateway. Raises `CheckoutAlreadyPaid` when the payer
+        paid (or a payment is in process) first; any other `GatewayError` means it may not be closed yet:
+        `GatewayUnavailable` (nothing done) or `GatewayOutcomeUnknown` (maybe done): call it again later.
+        """
+
     # --- Shared transport: one session, explicit timeouts, transport errors translated here.
 
     def _send(
@@ -325,11 +409,12 @@ class GatewayAdapter(ABC):
         params: Mapping[str, Any] | None = None,
         data: bytes | None = None,
     ) -> requests.Response:
-        """Send one HTTP request. Transport failures become gateway errors:
+        """Send one HTTP request. Transport failures become gateway errors (module docstring):
 
-        a connect failure never reached the gateway (`GatewayUnavailable`); a read timeout on a
-        request with side effects may have been processed (`GatewayOutcomeUnknown`), while on a
-        read-only request it is just unavailability.
+        a failure before the request left (DNS, refused, connect timeout, TLS handshake) is
+        `GatewayUnavailable`; any other one may have reached the gateway, so it is
+        `GatewayOutcomeUnknown` when `side_effect` and `GatewayUnavailable` on a read-only request.
+        HTTP statuses and bodies are the adapter's to judge, with the same rule.
 
         `data` is a pre-encoded body (the caller sets Content-Type), for adapters that must control
         the exact bytes, e.g. Mercado Pago's decimal amounts, which must never pass through float.
@@ -345,14 +430,21 @@ class GatewayAdapter(ABC):
                 params=params,
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
             )
-        except (requests.ConnectionError, requests.ConnectTimeout) as exc:
-            if isinstance(exc, requests.ReadTimeout):  # ReadTimeout is not a ConnectionError; defensive
-                raise self._after_send_failure(side_effect, "read timeout") from None
-            raise GatewayUnavailable(f"{self.name}: could not connect", gateway=self.name) from None
-        except requests.Timeout:
-            raise self._after_send_failure(side_effect, "read timeout") from None
         except requests.RequestException as exc:
-            raise self._after_send_failure(side_effect, type(exc).__name__) from None
+            error = transport_error(exc, gateway=self.name, side_effect=side_effect)
+            # Names of exception types only: messages carry URLs, and a URL may carry a card token.
+            logger.warning(
+                "gateway transport failure",
+                extra={
+                    "gateway": self.name,
+                    "method": method,
+                    "path": self._path_for_log(url),
+                    "failure": _failure_names(exc),
+                    "error_code": error.code,
+                    "duration_ms": int((time.monotonic() - started) * 1000),
+                },
+            )
+            raise error from None
         logger.info(
             "gateway call",
             extra={
@@ -369,11 +461,6 @@ class GatewayAdapter(ABC):
         """The path to log. Adapters whose URLs embed secrets (card tokens) override this to redact."""
         return url.split("?", 1)[0].removeprefix(self.config.api_base)
 
-    def _after_send_failure(self, side_effect: bool, what: str) -> GatewayError:
-        if side_effect:
-            return GatewayOutcomeUnknown(f"{self.name}: {what} after the request was sent", gateway=self.name)
-        return GatewayUnavailable(f"{self.name}: {what}", gateway=self.name)
-
     @staticmethod
     def retry_after_seconds(response: requests.Response) -> float | None:
         value = response.headers.get("Retry-After")
@@ -383,3 +470,108 @@ class GatewayAdapter(ABC):
             return max(0.0, float(value))
         except ValueError:
             return None
+
+
+# --- Transport failures: did the request leave? ---------------------------------------------------
+
+# urllib3 and socket errors that only happen while a connection is being made, before any byte of
+# the HTTP request is written. `NameResolutionError` (DNS) is a `NewConnectionError`, which urllib3
+# raises for refused and unreachable connections and which subclasses `ConnectTimeoutError` (the TCP
+# connect timed out). urllib3 wraps an error in `ProxyError` only while the proxy is not connected
+# yet. The certificate is checked in the TLS handshake (or, by urllib3, right after it).
+_BEFORE_SEND_ERRORS: tuple[type[BaseException], ...] = (
+    urllib3.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.ProxyError,
+    urllib3.exceptions.ClosedPoolError,
+    urllib3.exceptions.EmptyPoolError,
+    urllib3.exceptions.LocationParseError,
+    socket.gaierror,
+    ConnectionRefusedError,
+    ssl.SSLCertVerificationError,
+    Urllib3CertificateError,
+)
+# The TLS handshake's frame (the ssl module's and pyOpenSSL's). An HTTPS connection is made and its
+# handshake completed before urllib3 writes the request, so an error raised inside it, a reset, an EOF
+# or a timeout included, proves nothing was sent.
+_HANDSHAKE_FRAMES = frozenset({"do_handshake"})
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: exception arguments (requests wraps urllib3's error in `args[0]`, and
+    `ProtocolError` its socket error in `args[1]`), `MaxRetryError.reason`, and `__cause__`.
+
+    `__context__` is not followed: an exception merely being handled nearby proves nothing."""
+    seen: set[int] = set()
+    found: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        inner = [arg for arg in current.args if isinstance(arg, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            inner.append(reason)
+        if current.__cause__ is not None:
+            inner.append(current.__cause__)
+        pending.extend(reversed(inner))
+    return found
+
+
+def _raised_in_handshake(exc: BaseException) -> bool:
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name in _HANDSHAKE_FRAMES:
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def _failure_names(exc: BaseException) -> str:
+    """`ConnectionError > ProtocolError > RemoteDisconnected`: the types only, safe to log."""
+    return " > ".join(type(cause).__name__ for cause in _causes(exc))
+
+
+def request_never_left(exc: BaseException) -> bool:
+    """True only when the transport error `exc` proves that no byte of the HTTP request was sent.
+
+    `requests.ConnectionError` covers failures of both phases: a connection that could not be made
+    (`MaxRetryError(reason=NewConnectionError)`) and one lost after the request was written
+    (`ProtocolError("Connection aborted.", RemoteDisconnected(...))`, `ConnectionResetError`,
+    `BrokenPipeError`; urllib3 swallows a broken pipe while sending and reports what reading the
+    answer then finds). Only the former proves anything; whatever cannot be placed may have been sent.
+    """
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
+        return True
+    causes = _causes(exc)
+    if any(isinstance(cause, _BEFORE_SEND_ERRORS) or _raised_in_handshake(cause) for cause in causes):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        # requests raises SSLError for an ssl-module error anywhere; in practice, and always when it
+        # carries no traceback to say otherwise, that is the handshake (a certificate, protocol or
+        # cipher refusal). An ssl error raised later, while writing the request or reading the
+        # answer, left its traceback outside `do_handshake` (checked above): it may have been sent.
+        return not any(isinstance(cause, ssl.SSLError) and cause.__traceback__ is not None for cause in causes)
+    return False
+
+
+def transport_error(exc: requests.RequestException, *, gateway: str, side_effect: bool) -> GatewayError:
+    """The gateway error for a request that got no HTTP answer (see the module docstring)."""
+    if request_never_left(exc):
+        causes = _causes(exc)
+        if any(isinstance(cause, urllib3.exceptions.NameResolutionError | socket.gaierror) for cause in causes):
+            what = "DNS lookup failed"
+        elif isinstance(exc, requests.ConnectTimeout):
+            what = "connect timeout"
+        elif isinstance(exc, requests.exceptions.SSLError) or any(_raised_in_handshake(c) for c in causes):
+            what = "TLS handshake failed"
+        else:
+            what = "could not connect"
+        return GatewayUnavailable(f"{gateway}: {what}; the request was not sent", gateway=gateway)
+    # What went wrong, by exception type only (messages carry URLs): `RemoteDisconnected`, ...
+    what = "read timeout" if isinstance(exc, requests.Timeout) else f"no answer ({type(_causes(exc)[-1]).__name__})"
+    if side_effect:
+        return GatewayOutcomeUnknown(f"{gateway}: {what} after the request was sent", gateway=gateway)
+    return GatewayUnavailable(f"{gateway}: {what}", gateway=gateway)

@@ -12,7 +12,9 @@ Section numbers (§) refer to docs/reference/culqi.md. The Culqi quirks absorbed
 * there is no void: a full refund of an uncaptured charge releases the hold (§6);
 * timestamps are epoch milliseconds on charges, epoch seconds on orders and on list filters (§3);
 * infrastructure errors are not Culqi-shaped (HTML, Spring Boot or API Gateway bodies, §11), so any body
-  we cannot read is "outcome unknown" after a POST and "unavailable" after a GET.
+  we cannot read, and any 5xx (503 included: Culqi documents no "not processed" answer), is "outcome
+  unknown" after a side-effecting POST and "unavailable" after a GET; only a 429 is a refusal. Creating an
+  order (hosted checkout) takes no money, so its failures are "unavailable" (see base.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from payments.gateways.base import (
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
+    CheckoutAlreadyPaid,
     CheckoutRequest,
     CheckoutSession,
     DeclineCode,
@@ -45,6 +48,7 @@ from payments.gateways.base import (
     GatewayUnavailable,
     RefundRequest,
     RefundResult,
+    RefundSeen,
     SaveCardRequest,
     SavedCard,
     SavedCardRef,
@@ -144,6 +148,8 @@ class CulqiAdapter(GatewayAdapter):
     name: ClassVar[str] = "culqi"
     display_name: ClassVar[str] = "Culqi"
     currencies: ClassVar[frozenset[str]] = frozenset({"PEN", "USD"})
+    # No idempotency header (§13): a charge whose answer was lost is settled by asking, never resent.
+    honours_idempotency_keys: ClassVar[bool] = False
 
     # --- Charges ----------------------------------------------------------------------------------
 
@@ -160,6 +166,9 @@ class CulqiAdapter(GatewayAdapter):
         }
         if request.installments > 1:
             body["installments"] = int(request.installments)
+        if request.authentication_3ds:
+            # The retry after Culqi3DS: the same request (same token) plus the payer's result (§5.1, §7).
+            body["authentication_3DS"] = dict(request.authentication_3ds)
         # A saved card is charged by the merchant, not in front of the payer (§1, §9).
         headers = {"X-Charge-Channel": "recurrent"} if request.saved_card else None
         response, data = self._request("POST", "/charges", side_effect=True, json=body, headers=headers)
@@ -215,7 +224,9 @@ class CulqiAdapter(GatewayAdapter):
         return replace(after, status=ChargeStatus.CANCELED)
 
     def refund(self, request: RefundRequest) -> RefundResult:
-        data = self._create_refund(request.gateway_payment_id, request.amount, _refund_reason(request.reason))
+        data = self._create_refund(
+            request.gateway_payment_id, request.amount, _refund_reason(request.reason), request.reference
+        )
         amount = _as_int(data.get("amount"))
         return RefundResult(
             gateway_refund_id=data["id"],  # checked by _expect
@@ -356,12 +367,14 @@ class CulqiAdapter(GatewayAdapter):
             raise
 
     def delete_card(self, card: SavedCardRef) -> None:
-        response, data = self._request("DELETE", f"/cards/{_segment(card.gateway_card_id)}", side_effect=True)
+        # Not side-effecting for our purposes: deleting twice is harmless (the second finds it gone, below),
+        # so a lost answer is "unavailable, try again", not an unknown outcome to settle.
+        response, data = self._request("DELETE", f"/cards/{_segment(card.gateway_card_id)}", side_effect=False)
         if 200 <= response.status_code < 300:
             if response.status_code == 204 or (isinstance(data, dict) and data.get("deleted") is True):
                 return
-            raise self._unreadable(response, side_effect=True)
-        error = self._error(response, data, side_effect=True)
+            raise self._unreadable(response, side_effect=False)
+        error = self._error(response, data, side_effect=False)
         if isinstance(error, GatewayNotFound):
             return  # already gone
         raise error
@@ -385,8 +398,11 @@ class CulqiAdapter(GatewayAdapter):
             "confirm": False,
             "metadata": {REFERENCE_KEY: request.reference},
         }
-        response, data = self._request("POST", "/orders", side_effect=True, json=body)
-        order = self._expect(response, data, "order", side_effect=True)
+        # Sent as not side-effecting: an order takes no money, and the payer can only pay an order whose
+        # URL we received. So an order whose answer was lost (5xx, reset, read timeout) is harmless and
+        # `GatewayUnavailable`: the caller may retry or fail over to another gateway (base.py, rule 4).
+        response, data = self._request("POST", "/orders", side_effect=False, json=body)
+        order = self._expect(response, data, "order", side_effect=False)
         # Culqi has no hosted payment page URL of its own (orders are paid through Culqi Checkout in the
         # merchant's page, §8). We point at `<secure_base>/checkout/<order id>`: in sandbox that is the
         # simulator's page, in production it must be served by a page embedding Culqi Checkout.
@@ -394,6 +410,42 @@ class CulqiAdapter(GatewayAdapter):
         if request.return_url:
             redirect_url += "?" + urlencode({"return_url": request.return_url})
         return CheckoutSession(gateway_checkout_id=order["id"], redirect_url=redirect_url, raw=order)
+
+    def expire_checkout(self, gateway_checkout_id: str) -> None:
+        """Delete the order so that it can no longer be paid: `DELETE /v2/orders/{id}` (§8, observed 204).
+
+        Culqi deletes only `created` and `pending` orders, so Culqi itself settles a race with the payer.
+        When it refuses, the order is read (`GET /v2/orders/{id}`) to learn why: `paid` raises
+        `CheckoutAlreadyPaid` (the order does not name its charge: find it with `find_by_reference`);
+        `expired`, `deleted`, past its `expiration_date`, or unknown to Culqi is closed already, so
+        success. Any other refusal is raised as it came.
+        """
+        path = f"/orders/{_segment(gateway_checkout_id)}"
+        response, data = self._request("DELETE", path, side_effect=True)
+        if 200 <= response.status_code < 300:
+            return
+        refusal = self._error(response, data, side_effect=True)
+        if not isinstance(refusal, GatewayInvalidRequest):
+            raise refusal
+        try:
+            read, order_data = self._request("GET", path, side_effect=False)
+            order = self._expect(read, order_data, "order", side_effect=False)
+        except GatewayNotFound:
+            return  # Culqi does not know the order (any more): nothing can be paid there
+        state = _str(order.get("state"))
+        if state == "paid":
+            raise CheckoutAlreadyPaid(
+                f"culqi: order {gateway_checkout_id} is already paid; record the payment instead",
+                param="order_id",
+                gateway=self.name,
+                http_status=refusal.http_status,
+                gateway_code=refusal.gateway_code,
+                raw=order,
+            )
+        expiration = _as_int(order.get("expiration_date"))  # epoch seconds on orders (§3)
+        if state in ("expired", "deleted") or (expiration is not None and expiration <= _now().timestamp()):
+            return
+        raise refusal
 
     # --- Internals --------------------------------------------------------------------------------
 
@@ -467,8 +519,10 @@ class CulqiAdapter(GatewayAdapter):
             return result
         raise self._error(response, data, side_effect=side_effect)
 
-    def _create_refund(self, charge_id: str, amount: int, reason: str) -> dict[str, Any]:
-        body = {"amount": int(amount), "charge_id": charge_id, "reason": reason}
+    def _create_refund(self, charge_id: str, amount: int, reason: str, reference: str = "") -> dict[str, Any]:
+        body: dict[str, Any] = {"amount": int(amount), "charge_id": charge_id, "reason": reason}
+        if reference:
+            body["metadata"] = {"smartpay_refund_id": reference}  # lets a lost answer be matched later
         response, data = self._request("POST", "/refunds", side_effect=True, json=body)
         return self._expect(response, data, "refund", side_effect=True)
 
@@ -549,13 +603,17 @@ class CulqiAdapter(GatewayAdapter):
 
         if status in (401, 403) or error_type == "authentication_error":
             return GatewayConfigurationError(message, **kwargs)
-        if status in (429, 503) or error_type == "limit_api_error":
+        if status == 429 or error_type == "limit_api_error":
+            # Rate limited (§11, §13): refused, not processed.
             return GatewayUnavailable(message, retry_after=self.retry_after_seconds(response), **kwargs)
         if status >= 500 or error_type == "api_error":
-            # 500/502/504: the request may have been processed before the failure.
+            # 500/502/503/504, `api_error` ("Culqi side", §11): Culqi documents no answer meaning "not
+            # processed", and a 503 may come from a proxy after Culqi acted. After a POST it may have
+            # been processed; after a GET, ask again later.
+            retry_after = self.retry_after_seconds(response)
             if side_effect:
-                return GatewayOutcomeUnknown(message, **kwargs)
-            return GatewayUnavailable(message, retry_after=self.retry_after_seconds(response), **kwargs)
+                return GatewayOutcomeUnknown(message, retry_after=retry_after, **kwargs)
+            return GatewayUnavailable(message, retry_after=retry_after, **kwargs)
         if error is None:
             # A 4xx that Culqi did not write (proxy page, a 404 from a wrong base URL): no conclusion.
             return self._unreadable(response, side_effect=side_effect)
@@ -588,6 +646,7 @@ def _charge_result(data: Any) -> ChargeResult | None:
         "card": _card_info(data.get("source")),
         "reference": _str(metadata.get(REFERENCE_KEY)),
         "created_at": _from_epoch_ms(data.get("creation_date")),
+        "refunds": _refunds_seen(data.get("operations")),
         "raw": data,
     }
     if outcome_type != SUCCESS_OUTCOME:
@@ -778,3 +837,21 @@ def _from_epoch_ms(value: Any) -> datetime | None:
         return datetime.fromtimestamp(millis / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def _refunds_seen(operations: Any) -> tuple[RefundSeen, ...] | None:
+    """Refunds listed in a charge's `operations[]` (`{type: "devolución", id: "ref_…", amount}`, §5.2).
+
+    None when the charge carries no list at all (then only `amount_refunded` is known); an empty
+    tuple when it lists operations and none is a refund.
+    """
+    if not isinstance(operations, list):
+        return None
+    seen = []
+    for operation in operations:
+        if not isinstance(operation, Mapping):
+            continue
+        refund_id, amount = _str(operation.get("id")), _as_int(operation.get("amount"))
+        if refund_id and refund_id.startswith("ref_") and amount is not None:
+            seen.append(RefundSeen(gateway_refund_id=refund_id, amount=amount))
+    return tuple(seen)

@@ -29,6 +29,7 @@ import logging
 import math
 import re
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from payments.gateways.base import (
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
+    CheckoutAlreadyPaid,
     CheckoutRequest,
     CheckoutSession,
     DeclineCode,
@@ -55,6 +57,7 @@ from payments.gateways.base import (
     GatewayUnavailable,
     RefundRequest,
     RefundResult,
+    RefundSeen,
     SaveCardRequest,
     SavedCard,
     SavedCardRef,
@@ -210,6 +213,15 @@ DECLINE_CODES: dict[str, DeclineCode] = {
 }
 
 PENDING_STATUSES = frozenset({"pending", "in_process"})
+# Which payment on a checkout `expire_checkout` reports first: money taken, then money that may come.
+_PAID_RANK = {
+    ChargeStatus.SUCCEEDED: 0,
+    ChargeStatus.PARTIALLY_REFUNDED: 0,
+    ChargeStatus.REFUNDED: 0,
+    ChargeStatus.AUTHORIZED: 1,
+    ChargeStatus.PENDING: 2,
+    ChargeStatus.REQUIRES_ACTION: 2,
+}
 # Disputes are out of scope: the money was captured and a dispute does not undo that by itself.
 CAPTURED_DISPUTE_STATUSES = frozenset({"charged_back", "in_mediation"})
 
@@ -275,6 +287,9 @@ class MercadoPagoAdapter(GatewayAdapter):
     # Mercado Pago charges in the seller account's currency; `/v1/payments` has no currency field.
     # SmartPay's account is Peruvian (MPE), so PEN only. USD goes through another gateway.
     currencies = frozenset({"PEN"})
+    # The same `X-Idempotency-Key` replays the first answer (mercadopago.md §2, §16: "on timeout/5xx/429
+    # retry with the same key"), so a request whose outcome is unknown may be sent again with its key.
+    honours_idempotency_keys = True
 
     # --- Charges ---------------------------------------------------------------------------------
 
@@ -503,7 +518,8 @@ class MercadoPagoAdapter(GatewayAdapter):
         """DELETE /v1/customers/{customer_id}/cards/{card_id}. Already gone (404) is done."""
         path = f"/v1/customers/{quote(card.gateway_customer_id, safe='')}/cards/{quote(card.gateway_card_id, safe='')}"
         try:
-            self._call("DELETE", path, side_effect=True, parse=False)
+            # Deleting twice is harmless (the second is a 404, done): a lost answer is "try again".
+            self._call("DELETE", path, side_effect=False, parse=False)
         except GatewayNotFound:
             return
 
@@ -533,16 +549,92 @@ class MercadoPagoAdapter(GatewayAdapter):
         if request.expires_at is not None:
             body["expires"] = True
             body["expiration_date_to"] = _mp_datetime(request.expires_at)
+        # Sent as not side-effecting: a preference takes no money, and the payer can only pay one whose
+        # URL we received. So a preference whose answer was lost (5xx, reset, read timeout) is harmless and
+        # `GatewayUnavailable`: the caller may retry or fail over to another gateway (base.py, rule 4).
         preference, raw = self._call(
-            "POST", "/checkout/preferences", body=body, idempotency_key=request.idempotency_key, side_effect=True
+            "POST", "/checkout/preferences", body=body, idempotency_key=request.idempotency_key, side_effect=False
         )
-        with self._reading(side_effect=True):
+        with self._reading(side_effect=False):
             redirect_url = preference.get("init_point")
             if not isinstance(redirect_url, str) or not redirect_url:
                 raise _MalformedResponse("preference without init_point")
             return CheckoutSession(
                 gateway_checkout_id=_id_text(preference.get("id")), redirect_url=redirect_url, raw=raw
             )
+
+    def expire_checkout(self, gateway_checkout_id: str) -> None:
+        """Expire the preference now, then make sure nobody paid on it first.
+
+        `PUT /checkout/preferences/{id}` with `expires: true` and `expiration_date_to` = now (§12): from
+        then on Checkout Pro refuses to pay it. A preference has no paid state (it can be paid more than
+        once), so the payments carrying its `external_reference` are then searched: one that is approved,
+        authorized, pending or in process (or refunded since: it was paid) raises `CheckoutAlreadyPaid`
+        with that payment as `charge`; rejected and cancelled payments were only tries. A preference
+        Mercado Pago does not know (404) is closed already. Each call sends a new `X-Idempotency-Key`:
+        the body carries the time, and a reused key with another body is a 409.
+        """
+        body = {"expires": True, "expiration_date_to": _mp_datetime(datetime.now(UTC))}
+        try:
+            preference, _ = self._call(
+                "PUT",
+                f"/checkout/preferences/{quote(str(gateway_checkout_id), safe='')}",
+                body=body,
+                idempotency_key=f"{gateway_checkout_id}:expire:{uuid.uuid4().hex}",
+                side_effect=True,
+            )
+        except GatewayNotFound:
+            return
+        with self._reading(side_effect=True):
+            reference = preference.get("external_reference")
+            if not isinstance(reference, str) or not reference:
+                raise _MalformedResponse("preference without external_reference: its payments cannot be found")
+            created = _aware(_parse_datetime(preference.get("date_created")))
+        paid = self._payment_on_checkout(reference, created)
+        if paid is not None:
+            raise CheckoutAlreadyPaid(
+                f"mercadopago: preference {gateway_checkout_id} was paid (payment {paid.gateway_payment_id}, "
+                f"{paid.gateway_status}); record the payment instead",
+                charge=paid,
+                gateway=self.name,
+                gateway_code=paid.gateway_status,
+                raw=paid.raw,
+            )
+
+    def _payment_on_checkout(self, reference: str, created: datetime | None) -> ChargeResult | None:
+        """The payment that took (or may take) money for `reference`, or None when every one was a failed try."""
+        now = datetime.now(UTC)
+        begin = max((created or now) - SEARCH_CLOCK_SKEW, now - SEARCH_MAX_RANGE)
+        params = {
+            "external_reference": reference,
+            "sort": "date_created",
+            "criteria": "desc",
+            "range": "date_created",
+            "begin_date": _mp_datetime(begin),
+            "end_date": "NOW",
+            "limit": SEARCH_PAGE_SIZE,
+        }
+        found, raw = self._call("GET", "/v1/payments/search", params=params)
+        with self._reading(side_effect=False):
+            results = _results(found)
+            paging = found.get("paging")
+            total = _opt_int(paging.get("total")) if isinstance(paging, Mapping) else None
+            raw_results = raw["results"]
+        best: ChargeResult | None = None
+        for index, payment in enumerate(results):
+            if payment.get("external_reference") != reference:
+                continue
+            result = self._charge_result(payment, raw_results[index], side_effect=False)
+            if result.status in (ChargeStatus.FAILED, ChargeStatus.CANCELED):
+                continue
+            if best is None or _PAID_RANK[result.status] < _PAID_RANK[best.status]:
+                best = result
+        if best is None and total is not None and total > len(results):
+            raise GatewayUnavailable(
+                f"mercadopago: {total} payments for {reference}, more than one page; cannot prove none was paid",
+                gateway=self.name,
+            )
+        return best
 
     # --- Steps ------------------------------------------------------------------------------------
 
@@ -659,6 +751,7 @@ class MercadoPagoAdapter(GatewayAdapter):
                 card=card_info,
                 reference=reference if isinstance(reference, str) and reference else None,
                 created_at=_parse_datetime(payment.get("date_created")),
+                refunds=_refunds_seen(payment.get("refunds")),
                 raw=raw if isinstance(raw, Mapping) else {},
             )
 
@@ -785,12 +878,14 @@ class MercadoPagoAdapter(GatewayAdapter):
         if status in (409, 423):
             # The same idempotency key is in flight or was used: the first request's fate is unknown.
             return self._unclear(side_effect, f"HTTP {status} (idempotency conflict)", **common)
-        if status in (424, 503):
-            return GatewayUnavailable(text, retry_after=self.retry_after_seconds(response), **common)
-        if 400 <= status < 500:
+        if 400 <= status < 500 and status != 424:
             return GatewayInvalidRequest(text, param=_param_from(causes, message), **common)
-        # 500, 502, 504, anything else: the request may or may not have been acted on.
-        return self._unclear(side_effect, f"HTTP {status}", **common)
+        # 424 (failed dependency), 500, 502, 503, 504, anything else: "retryable" in the SDKs (with the same
+        # key), but Mercado Pago documents none of them as "not processed". After a side-effecting call it
+        # may have been acted on: unknown (the caller resends it with the same key, never elsewhere).
+        return self._unclear(
+            side_effect, text.removeprefix(f"{self.name}: "), retry_after=self.retry_after_seconds(response), **common
+        )
 
     # --- Small things -----------------------------------------------------------------------------
 
@@ -854,3 +949,25 @@ def _param_from(causes: list[tuple[str | None, str]], message: str) -> str | Non
         if match:
             return "token" if match.group(1) == "card_token_id" else match.group(1)
     return None
+
+
+def _refunds_seen(refunds: Any) -> tuple[RefundSeen, ...] | None:
+    """`refunds[]` of a payment object (present on GET); None when the answer has no list."""
+    if not isinstance(refunds, list):
+        return None
+    seen = []
+    for refund in refunds:
+        if not isinstance(refund, Mapping) or refund.get("id") is None or refund.get("amount") is None:
+            continue
+        status_word = refund.get("status")
+        metadata = refund.get("metadata") if isinstance(refund.get("metadata"), Mapping) else {}
+        reference = metadata.get("smartpay_refund_id")
+        seen.append(
+            RefundSeen(
+                gateway_refund_id=_id_text(refund.get("id")),
+                amount=to_minor_units(refund.get("amount")),
+                status=REFUND_STATUSES.get(status_word, "pending") if isinstance(status_word, str) else "succeeded",
+                reference=reference if isinstance(reference, str) and reference else None,
+            )
+        )
+    return tuple(seen)

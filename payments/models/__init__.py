@@ -10,6 +10,7 @@ from payments.models.payments import (
     Refund,
 )
 from payments.models.reconciliation import ReconciliationIssue, ReconciliationRecord, ReconciliationRun
+from payments.models.strays import StrayCharge
 from payments.models.webhooks import RoutingRule, WebhookEvent
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ReconciliationRun",
     "Refund",
     "RoutingRule",
+    "StrayCharge",
     "WebhookEvent",
     "generate_api_key",
     "hash_api_key",

@@ -82,6 +82,9 @@ class Payment(models.Model):
     gateway = models.CharField(max_length=20, blank=True)
     gateway_payment_id = models.CharField(max_length=120, null=True, blank=True)
     gateway_checkout_id = models.CharField(max_length=120, blank=True)
+    checkout_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Until when the hosted checkout session can be paid."
+    )
     # Non-sensitive routing hints of the source (e.g. Mercado Pago payment_method_id); never card data.
     source_details = models.JSONField(default=dict, blank=True)
     return_url = models.URLField(max_length=500, blank=True)
@@ -146,6 +149,7 @@ class PaymentAttempt(models.Model):
     error_code = models.CharField(max_length=60, blank=True)
     error_message = models.CharField(max_length=300, blank=True)
     gateway_payment_id = models.CharField(max_length=120, blank=True)
+    amount = models.BigIntegerField(null=True, blank=True, help_text="Minor units asked for (captures).")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     raw_response = models.JSONField(null=True, blank=True)
@@ -162,6 +166,15 @@ class PaymentAttempt(models.Model):
 
 
 class Refund(models.Model):
+    """One refund of a payment, whoever asked for it. A refund the gateway reports that we did not
+    ask for (made in its dashboard) is a row too, with `origin=gateway`. One row per gateway refund
+    id: every path that learns of a refund upserts it through `payments.services.recording`."""
+
+    API = "api"
+    ADMIN = "admin"
+    GATEWAY = "gateway"
+    ORIGINS = [(API, "API"), (ADMIN, "Admin"), (GATEWAY, "Gateway")]
+
     id = PrefixedIdField("re")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     amount = models.BigIntegerField(help_text="Minor units of currency.")
@@ -173,18 +186,33 @@ class Refund(models.Model):
     failure_code = models.CharField(max_length=60, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     created_by = models.CharField(max_length=120, blank=True, help_text="API key prefix, staff user or task.")
+    origin = models.CharField(max_length=10, choices=ORIGINS, default=API)
+    # A pending refund whose answer was lost or is still in process: when to ask the gateway next.
+    settle_after = models.DateTimeField(null=True, blank=True, db_index=True)
+    settle_checks = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.UniqueConstraint(
+                fields=["payment", "gateway_refund_id"],
+                condition=~Q(gateway_refund_id=""),
+                name="refund_gateway_id_once",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.id
 
 
 class IdempotencyRecord(models.Model):
-    """The first response to an `Idempotency-Key`, replayed for repeats. Unique per client app."""
+    """The first response to an `Idempotency-Key`, replayed for repeats. Unique per client app.
+
+    Linked (`resource_type`, `resource_id`) to the object its request created, in the transaction
+    that created it, so a request that died or failed after that point is answered with the object.
+    """
 
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
@@ -195,6 +223,10 @@ class IdempotencyRecord(models.Model):
     state = models.CharField(max_length=12, default=IN_PROGRESS)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
+    resource_type = models.CharField(max_length=40, null=True, blank=True, help_text="e.g. payment, refund.")
+    resource_id = models.CharField(max_length=40, null=True, blank=True)
+    # When the current owner claimed the key: the start of its lease (reset when a retry takes over
+    # a claim abandoned by a dead process) and of the retention window.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 

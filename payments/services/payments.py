@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from payments import breaker, hooks, routing, state
+from payments import breaker, idempotency, routing, state
 from payments.enums import AttemptOperation, AttemptOutcome, PaymentPurpose, PaymentStatus
 from payments.exceptions import (
     CaptureExceedsAuthorization,
@@ -37,6 +37,7 @@ from payments.gateways.base import (
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
+    CheckoutAlreadyPaid,
     CheckoutRequest,
     GatewayConfigurationError,
     GatewayError,
@@ -47,20 +48,10 @@ from payments.gateways.base import (
 )
 from payments.gateways.registry import get_adapter
 from payments.models import ClientApp, Customer, Payment, PaymentAttempt, PaymentMethod
+from payments.services import recording
 
 logger = logging.getLogger("smartpay.payments")
 
-# Gateway ChargeStatus -> our PaymentStatus. PENDING at the gateway (in review) is our `processing`.
-_STATUS_FROM_GATEWAY = {
-    ChargeStatus.SUCCEEDED: PaymentStatus.SUCCEEDED,
-    ChargeStatus.AUTHORIZED: PaymentStatus.AUTHORIZED,
-    ChargeStatus.REQUIRES_ACTION: PaymentStatus.REQUIRES_ACTION,
-    ChargeStatus.PENDING: PaymentStatus.PROCESSING,
-    ChargeStatus.FAILED: PaymentStatus.FAILED,
-    ChargeStatus.CANCELED: PaymentStatus.CANCELED,
-    ChargeStatus.REFUNDED: PaymentStatus.REFUNDED,
-    ChargeStatus.PARTIALLY_REFUNDED: PaymentStatus.PARTIALLY_REFUNDED,
-}
 _OUTCOME_FROM_GATEWAY = {
     ChargeStatus.SUCCEEDED: AttemptOutcome.SUCCEEDED,
     ChargeStatus.AUTHORIZED: AttemptOutcome.AUTHORIZED,
@@ -99,7 +90,11 @@ def _new_attempt(payment: Payment, *, operation: str, gateway: str, first: bool 
     )
 
 
-def _finish_attempt(attempt: PaymentAttempt, *, outcome: str, started: float, result=None, error=None) -> None:
+def _finish_attempt(
+    attempt: PaymentAttempt, *, outcome: str, started: float, result=None, error=None, gateway_called: bool = True
+) -> None:
+    """Close an attempt row. The gateway's breaker hears only of calls that reached it (or failed to):
+    a local step (canceling what never reached the gateway) says nothing about the gateway's health."""
     attempt.outcome = outcome
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
     attempt.finished_at = timezone.now()
@@ -113,8 +108,8 @@ def _finish_attempt(attempt: PaymentAttempt, *, outcome: str, started: float, re
         attempt.error_message = error.message[:300]
         attempt.http_status = error.http_status
     attempt.save()
-    if attempt.operation != AttemptOperation.SYNC or outcome in breaker.FAILURE_OUTCOMES:
-        breaker.record(attempt.gateway, outcome)
+    if gateway_called and (attempt.operation != AttemptOperation.SYNC or outcome in breaker.FAILURE_OUTCOMES):
+        breaker.record(attempt.gateway, outcome, since=attempt.created_at)
 
 
 def _retry_attempt(payment_id: str, previous: PaymentAttempt) -> PaymentAttempt:
@@ -143,29 +138,44 @@ def backoff_delay(try_index: int, retry_after: float | None) -> float:
 
 
 def _call_gateway(payment_id: str, attempt: PaymentAttempt, call: Callable[[str], object]):
-    """Step 2, with bounded retries of errors that prove the request was not processed.
+    """Step 2, with bounded retries (same gateway, same idempotency key) of the errors safe to retry.
 
-    Returns (attempt, started, result, error) for the last try. Only `GatewayUnavailable` is retried
-    (with the same idempotency key); declines, invalid requests and unknown outcomes never are.
+    Returns (attempt, started, result, error) for the last try.
+
+    * `GatewayUnavailable` proves the request was not processed: retried.
+    * `GatewayOutcomeUnknown` may have been processed: retried only at a gateway that honours
+      idempotency keys (Mercado Pago replays the first answer for a repeated key, so a resend cannot
+      charge twice); anywhere else (Culqi) it is returned at once, to be settled by asking the gateway.
+      Once a try was unknown the call stays unknown unless a later try brings an answer: a later
+      "unavailable" only proves that *that* try was not processed, so it must not let the caller fail over.
+    * Declines, invalid requests and configuration errors never are.
+
+    Nothing here fails over: the caller does, and only after `GatewayUnavailable`.
     """
     deadline = time.monotonic() + settings.GATEWAY_RETRY_MAX_TOTAL_SECONDS
     tries = max(1, settings.GATEWAY_RETRY_MAX_TRIES)
+    resend_unknown = get_adapter(attempt.gateway).honours_idempotency_keys
+    unknown: GatewayOutcomeUnknown | None = None
     for try_index in range(tries):
         if try_index > 0:
             attempt = _retry_attempt(payment_id, attempt)
         started = time.monotonic()
         try:
             return attempt, started, call(attempt.idempotency_key), None
-        except GatewayUnavailable as error:
+        except (GatewayUnavailable, GatewayOutcomeUnknown) as error:
+            if isinstance(error, GatewayOutcomeUnknown):
+                if not resend_unknown:
+                    return attempt, started, None, error
+                unknown = error
             delay = backoff_delay(try_index, error.retry_after)
             last_try = try_index + 1 >= tries or time.monotonic() + delay > deadline
             if last_try or breaker.state(attempt.gateway).state == breaker.OPEN:
-                return attempt, started, None, error
-            _finish_attempt(attempt, outcome=AttemptOutcome.UNAVAILABLE, started=started, error=error)
+                return attempt, started, None, unknown or error
+            _finish_attempt(attempt, outcome=_error_outcome(error), started=started, error=error)
             logger.info("retrying gateway call", extra={"gateway": attempt.gateway, "delay_ms": int(delay * 1000)})
             time.sleep(delay)
         except GatewayError as error:
-            return attempt, started, None, error
+            return attempt, started, None, unknown or error
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -182,78 +192,19 @@ def _error_outcome(error: GatewayError) -> str:
 # --- Applying what a gateway says ----------------------------------------------------------------
 
 
-def payment_apply_gateway_result(payment: Payment, result: ChargeResult, *, gateway: str) -> bool:
-    """Bring a locked payment in line with the gateway's view of it. Saves the row.
+def payment_apply_gateway_result(
+    payment: Payment, result: ChargeResult, *, gateway: str, source: str = recording.DIRECT
+) -> bool:
+    """Record a gateway's view of a locked payment through the one writer (`services.recording`).
 
-    Used for direct answers, sync after a return from hosted checkout, webhooks and
-    reconciliation alike. A result that would move the payment backwards (a late `pending`
-    after `succeeded`) changes nothing. Returns True when the status changed.
+    Returns True when the status changed. Kept for callers that only care about that; callers that
+    must react to a refused view (mismatch, stray money) call `recording.record_charge_view`.
     """
-    target = _STATUS_FROM_GATEWAY[result.status]
-    if result.gateway_payment_id and not payment.gateway_payment_id:
-        payment.gateway = gateway
-        payment.gateway_payment_id = result.gateway_payment_id
-    if not payment.gateway:
-        payment.gateway = gateway
-
-    # A refund seen at the gateway implies the money was captured first.
-    if target in (PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED) and payment.status in (
-        PaymentStatus.PENDING,
-        PaymentStatus.PROCESSING,
-        PaymentStatus.REQUIRES_ACTION,
-        PaymentStatus.AUTHORIZED,
-    ):
-        _succeed(payment, captured=result.amount)
-    changed = False
-    if target == PaymentStatus.SUCCEEDED:
-        if state.can_move(payment.status, target):
-            _succeed(payment, captured=result.amount)
-            changed = True
-    elif target in (PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED):
-        # Refunds are recorded through Refund rows; here we only follow a gateway that is ahead.
-        refunded = min(result.amount_refunded, payment.amount_captured)
-        if refunded > payment.amount_refunded:
-            payment.amount_refunded = refunded
-            full = payment.amount_refunded >= payment.amount_captured
-            changed = state.move(
-                payment, PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED, strict=False
-            )
-    else:
-        changed = state.move(payment, target, strict=False)
-        if changed and target == PaymentStatus.FAILED:
-            payment.failure_code = "card_declined"
-            payment.decline_code = result.decline_code or "card_declined"
-            payment.failure_message = (result.decline_message or "The card was declined.")[:300]
-        if changed and target == PaymentStatus.REQUIRES_ACTION:
-            payment.next_action = dict(result.next_action or {"type": "three_d_secure"})
-    if payment.status not in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PENDING):
-        payment.next_action = None
-    if payment.status == PaymentStatus.PROCESSING:
-        schedule_settlement(payment)  # in review at the gateway: ask again later (webhooks may come first)
-    else:
-        payment.settle_after = None
-    payment.save()
-    return changed
+    recording.record_charge_view(payment, result, gateway=gateway, source=source)
+    return payment.recorded_change
 
 
-def schedule_settlement(payment: Payment, *, now=None) -> None:
-    """When to ask the gateway next: 1 min, then every 5 min for the first hour, then hourly."""
-    now = now or timezone.now()
-    age = now - payment.created_at if payment.created_at else timedelta(0)
-    if payment.settle_checks == 0:
-        step = timedelta(minutes=1)
-    elif age < timedelta(hours=1):
-        step = timedelta(minutes=5)
-    else:
-        step = timedelta(hours=1)
-    payment.settle_after = now + step
-
-
-def _succeed(payment: Payment, *, captured: int) -> None:
-    state.move(payment, PaymentStatus.SUCCEEDED)
-    payment.amount_captured = min(captured or payment.amount, payment.amount)
-    payment.failure_code = payment.decline_code = payment.failure_message = ""
-    hooks.run_success_handlers(payment)
+schedule_settlement = recording.schedule_settlement
 
 
 def _fail(payment: Payment, *, code: str, message: str) -> None:
@@ -272,7 +223,7 @@ def _record_charge(payment_id: str, attempt: PaymentAttempt, started: float, *, 
         if result is not None:
             outcome = _OUTCOME_FROM_GATEWAY[result.status]
             _finish_attempt(attempt, outcome=outcome, started=started, result=result)
-            payment_apply_gateway_result(payment, result, gateway=attempt.gateway)
+            recording.record_charge_view(payment, result, gateway=attempt.gateway, source=recording.DIRECT)
         else:
             _finish_attempt(attempt, outcome=_error_outcome(error), started=started, error=error)
             if isinstance(error, GatewayOutcomeUnknown):
@@ -334,6 +285,7 @@ def payment_create(
             if v
         }
 
+    expires_at = timezone.now() + timedelta(hours=settings.CHECKOUT_SESSION_HOURS) if checkout else None
     with transaction.atomic():
         payment = Payment.objects.create(
             client_app=client_app,
@@ -350,9 +302,12 @@ def payment_create(
             return_url=return_url,
             source_details=source_details,
             gateway=plan[0],
-            # Until an answer is recorded, a crash anywhere leaves this for the settle job to finish.
-            settle_after=None if checkout else timezone.now() + _answer_window(),
+            # Until an answer is recorded, a crash anywhere leaves this for the settle job to finish;
+            # a checkout is looked at again when its session expires.
+            settle_after=expires_at if checkout else timezone.now() + _answer_window(),
+            checkout_expires_at=expires_at,
         )
+        idempotency.link(payment)
         attempt = _new_attempt(
             payment,
             operation=AttemptOperation.CHECKOUT if checkout else AttemptOperation.CHARGE,
@@ -361,6 +316,18 @@ def payment_create(
         )
 
     for index, gateway in enumerate(plan):
+        if source is None and not breaker.allow_request(gateway):
+            # Its half-open probe went to another request meanwhile: nothing was sent, try the next.
+            attempt.error_message = "not called: the gateway's breaker let another request probe it"
+            _finish_attempt(attempt, outcome=AttemptOutcome.UNAVAILABLE, started=time.monotonic(), gateway_called=False)
+            if index == len(plan) - 1:
+                with transaction.atomic():
+                    locked = Payment.objects.select_for_update().get(pk=payment.pk)
+                    _fail(
+                        locked, code="gateway_unavailable", message="The gateway is unavailable; nothing was charged."
+                    )
+                raise _unavailable(gateway, currency, payment=payment.pk)
+            continue
         if index > 0:
             with transaction.atomic():
                 locked = Payment.objects.select_for_update().get(pk=payment.pk)
@@ -434,8 +401,9 @@ def _plan_gateways(
             raise CurrencyNotSupported(f"This card is not saved at any gateway that takes {currency}.")
     elif not allowed:
         raise CurrencyNotSupported(f"No gateway takes {currency}.")
-    # Routing order, skipping gateways whose breaker is open; a half-open one gets its single probe.
-    plan = [g for g in allowed if breaker.allow_request(g)]
+    # Routing order, skipping gateways whose breaker is open. Planning claims nothing: a half-open
+    # gateway's single probe is claimed right before it is called (payment_create's loop).
+    plan = [g for g in allowed if breaker.may_call(g)]
     if not plan:
         raise _unavailable(allowed[0], currency)
     return plan
@@ -475,7 +443,7 @@ def _checkout_request(payment: Payment, key: str, gateway: str) -> CheckoutReque
         description=payment.description or f"Payment {payment.id}",
         return_url=f"{settings.PUBLIC_BASE_URL}/checkout/return/{payment.id}",
         notification_url=f"{settings.PUBLIC_BASE_URL}/webhooks/{gateway}",
-        expires_at=timezone.now() + timedelta(hours=24),
+        expires_at=payment.checkout_expires_at or timezone.now() + timedelta(hours=settings.CHECKOUT_SESSION_HOURS),
     )
 
 
@@ -493,7 +461,9 @@ def _record_checkout(payment_id: str, attempt: PaymentAttempt, started: float, s
 # --- Capture and cancel -------------------------------------------------------------------------
 
 
-def _claim_operation(payment_id: str, *, operation: str, allowed: set[str]) -> tuple[Payment, PaymentAttempt]:
+def _claim_operation(
+    payment_id: str, *, operation: str, allowed: set[str], amount: int | None = None
+) -> tuple[Payment, PaymentAttempt]:
     """Step 1 for capture/cancel: lock, check the status, refuse if another call is in flight."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
@@ -501,14 +471,20 @@ def _claim_operation(payment_id: str, *, operation: str, allowed: set[str]) -> t
             raise state.InvalidTransition(f"A {payment.status} payment cannot be {operation}d.")
         if payment.attempts.filter(outcome=AttemptOutcome.STARTED).exists():
             raise PaymentBusy("Another operation on this payment is in progress; retry shortly.")
-        return payment, _new_attempt(payment, operation=operation, gateway=payment.gateway)
+        attempt = _new_attempt(payment, operation=operation, gateway=payment.gateway)
+        if amount is not None:
+            attempt.amount = amount
+            attempt.save(update_fields=["amount"])
+        return payment, attempt
 
 
 def payment_capture(*, payment: Payment, amount: int | None = None) -> Payment:
     """Capture an authorized payment, in full or in part (never more than authorized)."""
     if amount is not None and amount > payment.amount:
         raise CaptureExceedsAuthorization(f"At most {payment.amount} can be captured.")
-    payment, attempt = _claim_operation(payment.pk, operation=AttemptOperation.CAPTURE, allowed={"authorized"})
+    payment, attempt = _claim_operation(
+        payment.pk, operation=AttemptOperation.CAPTURE, allowed={"authorized"}, amount=amount or payment.amount
+    )
     started = time.monotonic()
     try:
         result = get_adapter(payment.gateway).capture(
@@ -519,11 +495,8 @@ def payment_capture(*, payment: Payment, amount: int | None = None) -> Payment:
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
         _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
-        if result.status == ChargeStatus.SUCCEEDED and locked.status == PaymentStatus.AUTHORIZED:
-            _succeed(locked, captured=amount or result.amount)
-            locked.save()
-        else:
-            payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+        # A partial capture is a capture of that amount: the gateway's captured amount is recorded.
+        recording.record_charge_view(locked, result, gateway=locked.gateway, source=recording.DIRECT)
         return locked
 
 
@@ -533,25 +506,28 @@ def payment_cancel(*, payment: Payment) -> Payment:
     payment, attempt = _claim_operation(payment.pk, operation=AttemptOperation.CANCEL, allowed=allowed)
     started = time.monotonic()
     if not payment.gateway_payment_id and payment.gateway_checkout_id:
-        # The payer may have just paid on the hosted page: ask the gateway before dropping the payment.
+        # Close the hosted session first, so the payer cannot pay it after we cancel; then ask the
+        # gateway, since the payer may have paid just before: such a payment is kept and must be refunded.
         try:
+            checkout_close(payment)
             seen = payment_query_gateway(payment)
         except GatewayError as error:
             raise _operation_error(payment.pk, attempt, started, error) from None
         if seen is not None:
             with transaction.atomic():
                 payment = Payment.objects.select_for_update().get(pk=payment.pk)
-                payment_apply_gateway_result(payment, seen, gateway=payment.gateway)
-            if payment.status not in allowed:
+                recording.record_charge_view(payment, seen, gateway=payment.gateway, source=recording.DIRECT)
+            if payment.status not in allowed or payment.gateway_payment_id:
                 _finish_attempt(attempt, outcome=AttemptOutcome.INVALID, started=started)
                 raise state.InvalidTransition(f"The payer already paid: the payment is {payment.status}; refund it.")
     if not payment.gateway_payment_id:
         # Nothing exists at the gateway (checkout not paid, 3-D Secure never completed).
         with transaction.atomic():
             locked = Payment.objects.select_for_update().get(pk=payment.pk)
-            _finish_attempt(attempt, outcome=AttemptOutcome.SUCCEEDED, started=started)
+            _finish_attempt(attempt, outcome=AttemptOutcome.SUCCEEDED, started=started, gateway_called=False)
             state.move(locked, PaymentStatus.CANCELED)
             locked.next_action = None
+            locked.settle_after = None
             locked.save()
             return locked
     try:
@@ -563,13 +539,36 @@ def payment_cancel(*, payment: Payment) -> Payment:
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
         _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
-        payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+        recording.record_charge_view(locked, result, gateway=locked.gateway, source=recording.DIRECT)
         return locked
 
 
+def checkout_close(payment: Payment) -> None:
+    """Expire a hosted checkout session at its gateway (outside any transaction), so that the payer
+    cannot pay it after we give it up. A session the payer already paid is left for the caller's
+    query to record; any other failure (the gateway could not be asked, or refused) is raised and
+    the payment is left as it is."""
+    from payments.services.checkout import checkout_expire_at_gateway
+
+    try:
+        checkout_expire_at_gateway(payment)
+    except CheckoutAlreadyPaid:
+        logger.info("checkout session already paid; recording the payment", extra={"payment": payment.pk})
+
+
 def _operation_error(payment_id: str, attempt: PaymentAttempt, started: float, error: GatewayError) -> Exception:
-    """Record a failed capture/cancel call; return the API error to raise. The status is unchanged."""
+    """Record a failed capture/cancel call; return the API error to raise. The status is unchanged.
+
+    An unknown outcome (the request may have been processed) schedules the settle job, which asks
+    the gateway and records what it says; the call is never repeated blindly."""
     _finish_attempt(attempt, outcome=_error_outcome(error), started=started, error=error)
+    if isinstance(error, GatewayOutcomeUnknown):
+        with transaction.atomic():
+            locked = Payment.objects.select_for_update().get(pk=payment_id)
+            if locked.status not in state.FINAL:
+                locked.settle_checks = 0
+                schedule_settlement(locked)
+                locked.save(update_fields=["settle_after", "settle_checks", "updated_at"])
     if isinstance(error, GatewayUnavailable):
         return GatewayUnavailableError(
             "The gateway is unavailable; nothing changed. Retry later.",
@@ -603,13 +602,16 @@ def payment_query_gateway(payment: Payment) -> ChargeResult | None:
     )
 
 
-def payment_record_sync(locked: Payment, result: ChargeResult, *, started: float) -> bool:
-    """Record a gateway's answer about a payment as a `sync` attempt and apply it.
+def payment_record_sync(
+    locked: Payment, result: ChargeResult, *, started: float, source: str = recording.SETTLEMENT
+) -> str:
+    """Record a gateway's answer about a payment as a `sync` attempt and apply it (the one writer).
 
-    The caller holds the payment's row lock. Returns True when the status changed."""
+    The caller holds the payment's row lock. Returns what `recording.record_charge_view` did;
+    `locked.recorded_change` tells whether the status moved."""
     attempt = _new_attempt(locked, operation=AttemptOperation.SYNC, gateway=locked.gateway)
     _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
-    return payment_apply_gateway_result(locked, result, gateway=locked.gateway)
+    return recording.record_charge_view(locked, result, gateway=locked.gateway, source=source)
 
 
 def payment_fail(payment: Payment, *, code: str, message: str) -> None:
@@ -617,7 +619,7 @@ def payment_fail(payment: Payment, *, code: str, message: str) -> None:
     _fail(payment, code=code, message=message)
 
 
-def payment_sync(*, payment: Payment) -> Payment:
+def payment_sync(*, payment: Payment, source: str = recording.SETTLEMENT) -> Payment:
     """Ask the gateway where this payment stands and record it. Never charges."""
     if not payment.gateway or payment.status in state.FINAL:
         return payment
@@ -631,5 +633,5 @@ def payment_sync(*, payment: Payment) -> Payment:
         return payment
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        payment_record_sync(locked, result, started=started)
+        payment_record_sync(locked, result, started=started, source=source)
         return locked

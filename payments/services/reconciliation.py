@@ -21,8 +21,11 @@ What it finds, per (gateway, day) in settings.TIME_ZONE:
 **Fixed, not reported**: a payment that is *behind* (ours pending, processing, requires_action or
 authorized; the gateway's status is a move the status machine allows from there, refunds included)
 with the same amount and currency is brought up to date like a webhook would: row locked, a `sync`
-attempt row written (the audit), `payment_apply_gateway_result`. Refunds made outside SmartPay on
-a captured payment are not applied: they are amount_mismatch issues for a person.
+attempt row written (the audit), then the one writer (`services.recording`). A captured payment
+whose refunds are *behind* the gateway's (a refund made in the gateway's dashboard, a refund whose
+answer was lost) is fixed the same way: the gateway's object is fetched and its refunds recorded,
+each as one `Refund` row with its claw-back and credit note. What is still different after the
+fixes (we are ahead, amounts contradict) is an issue for a person.
 
 Idempotency: open issues are unique per dedupe key; a rerun of the day refreshes them, and open
 issues of that day that a finished rerun no longer finds are resolved by it. One run per
@@ -61,6 +64,7 @@ from payments.gateways.base import (
 )
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, ReconciliationIssue, ReconciliationRecord, ReconciliationRun, WebhookEvent
+from payments.services import recording
 from payments.services.payments import payment_record_sync
 from smartpay.clock import business_date
 
@@ -77,7 +81,7 @@ CONFIRM_MISSING_MAX = 200  # `retrieve` calls per run to confirm missing_theirs;
 PRE_CAPTURE = (S.PENDING, S.PROCESSING, S.REQUIRES_ACTION, S.AUTHORIZED)
 CAPTURED = (S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED)
 # Where a gateway may take a payment that is behind: the status machine's moves, plus refunds
-# (payment_apply_gateway_result records the capture they imply first).
+# (the one writer records the capture they imply first).
 GATEWAY_MOVES: dict[str, frozenset[str]] = {
     status: state.ALLOWED[status] | {S.REFUNDED, S.PARTIALLY_REFUNDED} for status in PRE_CAPTURE
 }
@@ -206,6 +210,7 @@ def _compare(run: ReconciliationRun, adapter: GatewayAdapter, start: datetime, e
 
     _match(run)
     fixed = _fix_behind(run, records.filter(in_day))
+    fixed += _fix_refunds(run, adapter, records.filter(in_day))
     issues = _IssueWriter(run, seen_at)
     _missing_ours(run, records.filter(in_day), issues, start)
     _missing_theirs(run, adapter, start, end, issues)
@@ -372,13 +377,47 @@ def _fix_one(run: ReconciliationRun, row: dict[str, Any]) -> bool:
         ):
             return False
         before = payment.status
-        changed = payment_record_sync(payment, result, started=started)  # a `sync` attempt row, then the move
+        if result.amount_refunded and result.refunds is None:
+            return False  # refunds need the gateway's list: `_fix_refunds` fetches it
+        payment_record_sync(payment, result, started=started, source=recording.RECONCILIATION)
+        changed = payment.recorded_change
     if changed:
         logger.info(
             "reconciliation brought a payment up to date",
             extra={"payment": payment.pk, "gateway": run.gateway, "from_status": before, "to_status": payment.status},
         )
     return changed
+
+
+def _fix_refunds(run: ReconciliationRun, adapter: GatewayAdapter, records: QuerySet) -> int:
+    """Record refunds the gateway has and we do not, from the gateway's own object (its refund list)."""
+    candidates = (
+        records.filter(
+            payment__isnull=False,
+            payment__status__in=[*CAPTURED, *PRE_CAPTURE],
+            currency=F("payment__currency"),
+            amount_refunded__gt=F("payment__amount_refunded"),
+        )
+        .exclude(gateway_payment_id="")
+        .order_by("pk")
+        .values_list("payment_id", "gateway_payment_id")[:CONFIRM_MISSING_MAX]
+    )
+    fixed = 0
+    for payment_id, gateway_payment_id in list(candidates):
+        started = time.monotonic()
+        try:
+            result = adapter.retrieve(gateway_payment_id)
+        except GatewayError as error:
+            logger.warning("refund fix skipped", extra={"payment": payment_id, "error_code": error.code})
+            continue
+        with transaction.atomic():
+            payment = Payment.objects.select_for_update().get(pk=payment_id)
+            if payment.gateway_payment_id != result.gateway_payment_id:
+                continue
+            before = payment.amount_refunded
+            payment_record_sync(payment, result, started=started, source=recording.RECONCILIATION)
+            fixed += payment.amount_refunded != before
+    return fixed
 
 
 # --- Issues -----------------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from payments.enums import PaymentStatus
-from payments.gateways.base import ChargeResult, ChargeStatus, GatewayError, GatewayNotFound, GatewayUnavailable
+from payments.gateways.base import ChargeResult, GatewayError, GatewayNotFound, GatewayUnavailable
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, WebhookEvent
-from payments.services.payments import payment_apply_gateway_result, payment_sync
+from payments.services import recording
+from payments.services.payments import payment_sync
 
 logger = logging.getLogger("smartpay.webhooks")
 
@@ -187,7 +187,7 @@ def webhook_receive(*, delivery: Delivery, raw_body: bytes, query: dict, headers
                 query=query,
                 headers=kept,
             )
-            transaction.on_commit(lambda: _enqueue(event.pk))
+            _enqueue(event.pk)
             return event, True
     except IntegrityError:
         existing = WebhookEvent.objects.get(gateway=delivery.gateway, event_id=delivery.event_id[:200])
@@ -195,9 +195,11 @@ def webhook_receive(*, delivery: Delivery, raw_body: bytes, query: dict, headers
 
 
 def _enqueue(event_pk: str) -> None:
+    """Process it after commit. A broker outage leaves it `received`; `webhook_sweep` queues it."""
     from payments.tasks import process_webhook_event
+    from smartpay.queueing import enqueue_after_commit
 
-    process_webhook_event.delay(event_pk)
+    enqueue_after_commit(process_webhook_event, event_pk)
 
 
 # --- Process ----------------------------------------------------------------------------------------
@@ -261,7 +263,7 @@ def _process_culqi(event: WebhookEvent) -> WebhookEvent:
         payment = Payment.objects.filter(gateway="culqi", gateway_checkout_id=event.resource_id).first()
         if payment is None:
             return _finish(event, WebhookEvent.UNMATCHED, error="no payment for this order")
-        payment = payment_sync(payment=payment)
+        payment = payment_sync(payment=payment, source=recording.WEBHOOK)
         return _finish(event, WebhookEvent.PROCESSED, payment=payment)
     if not (kind.startswith("charge.") or kind.startswith("refund.")) or not event.resource_id:
         return _finish(event, WebhookEvent.IGNORED)
@@ -281,30 +283,72 @@ def match_payment(gateway: str, result: ChargeResult) -> Payment | None:
 
 
 def _apply(event: WebhookEvent, result: ChargeResult) -> WebhookEvent:
+    """Record the re-fetched object through the one writer; what it refuses stays visible here."""
     payment = match_payment(event.gateway, result)
     if payment is None:
         return _finish(event, WebhookEvent.UNMATCHED, error="no payment matches this object")
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        if result.currency != locked.currency or result.amount not in (locked.amount, locked.amount_captured):
-            # The gateway object does not match our intent: never apply it; a human must look.
-            logger.error("webhook amount/currency mismatch", extra={"payment": locked.pk, "webhook_event": event.pk})
+        outcome = recording.record_charge_view(locked, result, gateway=event.gateway, source=recording.WEBHOOK)
+        if outcome == recording.Recorded.MISMATCH:
             return _finish(event, WebhookEvent.UNMATCHED, payment=locked, error="amount or currency differs")
-        if locked.gateway and locked.gateway != event.gateway and locked.status != PaymentStatus.PROCESSING:
-            return _finish(event, WebhookEvent.UNMATCHED, payment=locked, error="payment belongs to another gateway")
-        money_taken = result.status in (ChargeStatus.SUCCEEDED, ChargeStatus.AUTHORIZED)
-        if money_taken and locked.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
-            # The status machine will not reopen a final payment; money is held at the gateway all the
-            # same. Keep the event visible and alert: staff refund it (reconciliation reports it too).
-            logging.getLogger("smartpay.alerts").error(
-                "gateway took money for a payment that is final here",
-                extra={"payment": locked.pk, "webhook_event": event.pk, "gateway_status": result.status},
-            )
+        if outcome == recording.Recorded.STRAY:
             return _finish(
                 event,
                 WebhookEvent.UNMATCHED,
                 payment=locked,
-                error=f"charged at the gateway but {locked.status} here: refund it at the gateway",
+                error=f"charged at the gateway but not this payment's charge ({locked.status} here): "
+                "see Stray charges; a duplicate is refunded automatically",
             )
-        payment_apply_gateway_result(locked, result, gateway=event.gateway)
         return _finish(event, WebhookEvent.PROCESSED, payment=locked)
+
+
+# --- Sweep ------------------------------------------------------------------------------------------
+
+WEBHOOK_SWEEP_AFTER_SECONDS = 300  # how long past its due time a `received` event waits to be queued again
+WEBHOOK_SWEEP_BATCH = 500
+
+
+def webhook_sweep(*, now=None) -> dict:
+    """Queue again the events left `received` (scheduled every 2 minutes): stored while the broker
+    was down, their message lost, or their retries cut short (a worker killed mid-task, a retry that
+    could not be published). `failed` events are left to staff (admin: Retry now).
+
+    An event is due once it has waited WEBHOOK_SWEEP_AFTER_SECONDS longer than its own retries
+    could legitimately take: never tried, 5 minutes after it was received; tried n times, 5 minutes
+    plus the longest its first n retry countdowns add up to (so a retry waiting on its backoff is
+    not doubled). It is queued with its retry count, so a transient failure carries on with the
+    task's backoff and ends `failed` after the last retry, rather than starting a new series.
+    Processing is idempotent (the object is re-fetched, a processed event is left alone), so an
+    event that is also still queued somewhere has one effect. Stops at the first publish failure
+    (the broker is still down): everything due is still due at the next sweep.
+    """
+    from datetime import timedelta
+
+    from django.db.models import Q
+
+    from payments.tasks import process_webhook_event, retry_horizon_seconds
+    from smartpay.queueing import enqueue
+
+    now = now or timezone.now()
+    last = process_webhook_event.max_retries
+
+    def waited(attempts: int):
+        return now - timedelta(seconds=WEBHOOK_SWEEP_AFTER_SECONDS + retry_horizon_seconds(min(attempts, last)))
+
+    due = Q(attempts__gte=last, received_at__lt=waited(last))
+    for attempts in range(last):
+        due |= Q(attempts=attempts, received_at__lt=waited(attempts))
+    events = list(
+        WebhookEvent.objects.filter(due, status=WebhookEvent.RECEIVED)
+        .order_by("received_at")
+        .values_list("pk", "attempts")[:WEBHOOK_SWEEP_BATCH]
+    )
+    queued = 0
+    for event_pk, attempts in events:
+        if not enqueue(process_webhook_event, event_pk, retries=min(attempts, last)):
+            break
+        queued += 1
+    if events:
+        logger.warning("webhook events left received were queued again", extra={"due": len(events), "queued": queued})
+    return {"due": len(events), "queued": queued}

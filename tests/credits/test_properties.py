@@ -18,10 +18,10 @@ from credits.exceptions import InsufficientCredits
 from credits.models import CreditAccount, CreditLedgerEntry, CreditLot, CreditPurchase
 from credits.selectors import credit_available, credit_ledger_drift
 from credits.services import credit_account_for, credit_adjust, credit_consume, credit_lots_expire
-from payments.gateways.base import ChargeResult, ChargeStatus, RefundResult
+from payments.gateways.base import ChargeResult, ChargeStatus
 from payments.models import Customer, Payment, Refund
 from payments.services.payments import payment_apply_gateway_result
-from payments.services.refunds import refund_record_result
+from payments.services.recording import record_refund
 from tests.credits.conftest import plan
 
 pytestmark = pytest.mark.django_db
@@ -74,9 +74,16 @@ def _refund(payment: Payment, percent: int) -> None:
     if amount <= 0:
         return
     refund = Refund.objects.create(payment=payment, amount=amount, currency="PEN", idempotency_key=f"prop:{next(_ids)}")
-    refund = refund_record_result(
-        refund=refund, result=RefundResult(gateway_refund_id=f"ref_{next(_ids)}", status="succeeded", amount=amount)
-    )
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        refund = record_refund(
+            locked,
+            gateway_refund_id=f"ref_{next(_ids)}",
+            amount=amount,
+            status="succeeded",
+            source="direct",
+            refund=refund,
+        )
     assert refund.handler_report["credits_clawed_back"] >= 0
 
 

@@ -2,8 +2,9 @@
 customers and cards, Checkout Pro preferences.
 
 Outcomes follow the cardholder name (mercadopago.md §14): APRO approves, FUND/OTHE/CALL/SECU/EXPI/FORM
-reject with their status_detail, CONT stays in_process. `transaction_amount` is parsed as Decimal and
-kept as integer céntimos; rows two requests may race for are locked with `select_for_update`.
+reject with their status_detail, CONT stays in_process, CHAL (simulator only) waits for a 3-D Secure
+challenge. `transaction_amount` is parsed as Decimal and kept as integer céntimos; rows two requests
+may race for are locked with `select_for_update`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "CTNA": ("rejected", "cc_rejected_card_type_not_allowed"),
     "ATTE": ("rejected", "cc_rejected_max_attempts"),
     "BLAC": ("rejected", "cc_rejected_blacklist"),
+    # Simulator only (Mercado Pago publishes no test name for it): a 3-D Secure challenge. The payment
+    # waits as pending/pending_challenge with `three_ds_info` until the challenge page completes it
+    # (`mercadopago_challenge`).
+    "CHAL": ("pending", "pending_challenge"),
 }
 CANCELLABLE = ("authorized", "pending", "in_process")
 
@@ -215,6 +220,8 @@ def _decide(token: SimToken, *, capture: bool, binary_mode: bool) -> tuple[str, 
     status, detail = OUTCOMES.get(token.cardholder_name.strip().upper(), OUTCOMES["APRO"])
     if status == "in_process" and binary_mode:
         return "rejected", "cc_rejected_other_reason"  # binary mode: only approved or rejected (§3)
+    if detail == "pending_challenge" and binary_mode:
+        return "rejected", "cc_rejected_3ds_mandatory"  # a challenge needs binary_mode off (§3)
     if status == "approved" and not capture:
         return "authorized", "pending_capture"
     return status, detail
@@ -368,8 +375,9 @@ def _new_refund(charge: SimCharge, amount: int, metadata: dict | None = None) ->
 
 
 def payment_update(*, public_id: str, body: dict) -> SimCharge:
-    """PUT /v1/payments/{id}: capture (full, or partial with a lower transaction_amount: the rest is
-    refunded), cancel (`status: cancelled`, only authorized/pending/in_process), or metadata."""
+    """PUT /v1/payments/{id}: capture (full, or partial with a lower transaction_amount, which becomes
+    the payment's amount; the rest of the hold is released), cancel (`status: cancelled`, only
+    authorized/pending/in_process), or metadata."""
     with transaction.atomic():
         charge = _locked_payment(public_id)
         changed = False
@@ -387,8 +395,9 @@ def payment_update(*, public_id: str, body: dict) -> SimCharge:
                 now = timezone.now()
                 charge.status, charge.status_detail = "approved", "accredited"
                 charge.captured, charge.approved_at, charge.captured_at = True, now, now
-                if captured < charge.amount:
-                    _new_refund(charge, charge.amount - captured)  # the uncaptured rest goes back to the payer
+                # A lower transaction_amount captures that much: the payment's amount becomes it and the
+                # rest of the hold is released (no refund: that money was never taken).
+                charge.amount = captured
                 changed = True
         if body.get("status") is not None:
             if body["status"] != "cancelled":
@@ -648,6 +657,66 @@ def preference_get(public_id: str) -> SimCheckout:
     return preference
 
 
+# What `PUT /checkout/preferences/{id}` may change. Items (and so the amount) stay as created.
+PREFERENCE_UPDATABLE = (
+    "back_urls",
+    "auto_return",
+    "notification_url",
+    "payment_methods",
+    "statement_descriptor",
+    "binary_mode",
+    "expires",
+    "expiration_date_from",
+    "expiration_date_to",
+)
+
+
+def _preference_date(body: dict, field: str):
+    value = body.get(field)
+    if value is None:
+        return None
+    try:
+        moment = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well formed but impossible, e.g. month 13
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise objects.bad_request("invalid_" + field, f"{field} must be a date like 2025-03-15T15:00:00.000-04:00")
+    return moment
+
+
+def preference_update(*, public_id: str, body: dict) -> SimCheckout:
+    """PUT /checkout/preferences/{id}: `expires` + `expiration_date_to` decide until when it can be paid.
+
+    An `expiration_date_to` of now or earlier closes the preference at once: its page refuses to pay.
+    `expires: false` opens it again. `external_reference`, `metadata`, `back_urls` and the other fields
+    in PREFERENCE_UPDATABLE replace what was sent; unknown fields are ignored.
+    """
+    for field in ("expiration_date_from", "expiration_date_to"):
+        _preference_date(body, field)
+    if "expires" in body and not isinstance(body["expires"], bool):
+        raise objects.bad_request("invalid_expires", "expires must be a boolean")
+    with transaction.atomic():
+        preference = SimCheckout.objects.select_for_update().filter(gateway=MP, public_id=public_id).first()
+        if preference is None:
+            raise objects.not_found(404, "Preference not found")
+        details = {**preference.details, **_plain({key: body[key] for key in PREFERENCE_UPDATABLE if key in body})}
+        if "external_reference" in body:
+            preference.external_reference = str(body["external_reference"] or "")
+        if isinstance(body.get("metadata"), dict):
+            preference.metadata = body["metadata"]
+        preference.details = details
+        expires_to = _preference_date(details, "expiration_date_to")
+        preference.expires_at = expires_to if details.get("expires") and expires_to else None
+        preference.updated_at = timezone.now()
+        preference.save()
+    return preference
+
+
+def preference_closed(preference: SimCheckout) -> bool:
+    """Whether the preference can no longer be paid (its `expiration_date_to` has passed)."""
+    return preference.expires_at is not None and preference.expires_at <= timezone.now()
+
+
 class CheckoutClosed(Exception):
     """The preference expired."""
 
@@ -663,7 +732,7 @@ def checkout_pay(*, preference_id: str, outcome: str) -> tuple[SimCheckout, SimC
         preference = SimCheckout.objects.select_for_update().filter(gateway=MP, public_id=preference_id).first()
         if preference is None:
             raise objects.not_found(404, "Preference not found")
-        if preference.expires_at and preference.expires_at <= timezone.now():
+        if preference_closed(preference):
             raise CheckoutClosed("expired")
         if preference.charge_id and preference.charge.status in ("approved", "authorized", "in_process"):
             return preference, preference.charge

@@ -27,11 +27,13 @@ from payments.gateways.base import (
     GatewayUnavailable,
     RefundRequest,
     RefundResult,
+    RefundSeen,
     SaveCardRequest,
     SavedCard,
     SavedCardRef,
 )
 from payments.gateways.culqi import CulqiAdapter
+from tests.transport_faults import connection_dropped, connection_refused
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "culqi"
 API = "https://api.culqi.com"
@@ -135,6 +137,7 @@ def test_charge_captured(adapter, rsps):
         card=VISA,
         reference=REFERENCE,
         created_at=CREATED_AT,
+        refunds=(),
         raw=payload,
     )
     (call,) = rsps.calls
@@ -382,14 +385,27 @@ def test_429_is_unavailable_with_retry_after(adapter, rsps):
     assert excinfo.value.http_status == 429
 
 
-def test_503_is_unavailable(adapter, rsps):
+def test_503_on_a_charge_is_outcome_unknown(adapter, rsps):
+    """Culqi documents no "not processed" answer: after a charge was sent, a 503 may follow a charge made."""
     body = {"object": "error", "type": "api_error", "merchant_message": "Servicio no disponible."}
-    rsps.post(f"{API}/v2/charges", json=body, status=503)
+    rsps.post(f"{API}/v2/charges", json=body, status=503, headers={"Retry-After": "5"})
 
-    with pytest.raises(GatewayUnavailable) as excinfo:
+    with pytest.raises(GatewayOutcomeUnknown) as excinfo:
         adapter.charge(charge_request())
 
-    assert excinfo.value.retry_after is None
+    assert excinfo.value.http_status == 503
+    assert excinfo.value.retry_after == 5.0
+    assert excinfo.value.gateway_code == "api_error"
+
+
+def test_503_on_a_get_is_unavailable(adapter, rsps):
+    body = {"object": "error", "type": "api_error", "merchant_message": "Servicio no disponible."}
+    rsps.get(f"{API}/v2/charges/{CHARGE_ID}", json=body, status=503)
+
+    with pytest.raises(GatewayUnavailable) as excinfo:
+        adapter.retrieve(CHARGE_ID)
+
+    assert type(excinfo.value) is GatewayUnavailable
     assert excinfo.value.gateway_code == "api_error"
 
 
@@ -457,11 +473,27 @@ def test_unreadable_answer_to_a_retrieve_is_unavailable(adapter, rsps, body):
         adapter.retrieve(CHARGE_ID)
 
 
-def test_connect_error_is_unavailable(adapter, rsps):
-    rsps.post(f"{API}/v2/charges", body=requests.ConnectionError("connection refused"))
+def test_connection_refused_is_unavailable(adapter, rsps):
+    rsps.post(f"{API}/v2/charges", body=connection_refused())
+
+    with pytest.raises(GatewayUnavailable) as excinfo:
+        adapter.charge(charge_request())
+
+    assert type(excinfo.value) is GatewayUnavailable
+
+
+def test_connection_dropped_after_a_post_is_outcome_unknown(adapter, rsps):
+    rsps.post(f"{API}/v2/charges", body=connection_dropped())
+
+    with pytest.raises(GatewayOutcomeUnknown):
+        adapter.charge(charge_request())
+
+
+def test_connection_dropped_on_a_get_is_unavailable(adapter, rsps):
+    rsps.get(f"{API}/v2/charges/{CHARGE_ID}", body=connection_dropped())
 
     with pytest.raises(GatewayUnavailable):
-        adapter.charge(charge_request())
+        adapter.retrieve(CHARGE_ID)
 
 
 def test_read_timeout_after_a_post_is_outcome_unknown(adapter, rsps):
@@ -502,10 +534,16 @@ def test_secret_key_and_token_are_never_logged(adapter, rsps, caplog):
     ],
 )
 def test_retrieve_refund_states(adapter, rsps, amount_refunded, status):
+    operations = [
+        {"type": "devolución", "id": "ref_test_0000000000000001", "creation_date": 1715000090000, "amount": 4000},
+        {"type": "devolución", "id": "ref_test_0000000000000002", "creation_date": 1715000095000, "amount": 8550},
+    ]
+    listed = [op for op in operations if op["amount"] <= amount_refunded][: 1 if amount_refunded == 4000 else 2]
     payload = load("charge_captured") | {
         "amount_refunded": amount_refunded,
         "current_amount": 12550 - amount_refunded,
         "capture_date": 1715000060000,
+        "operations": listed if amount_refunded else [],
     }
     rsps.get(f"{API}/v2/charges/{CHARGE_ID}", json=payload, status=200)
 
@@ -521,8 +559,10 @@ def test_retrieve_refund_states(adapter, rsps, amount_refunded, status):
         card=VISA,
         reference=REFERENCE,
         created_at=CREATED_AT,
+        refunds=tuple(RefundSeen(op["id"], op["amount"]) for op in payload["operations"]),
         raw=payload,
     )
+    assert sum(seen.amount for seen in result.refunds) == amount_refunded
     assert_culqi_headers(rsps.calls[0])
 
 
@@ -651,7 +691,12 @@ def test_partial_refund(adapter, rsps, reason, culqi_reason):
         gateway_refund_id="ref_test_5XDnb6uKy0PiodCn", status="succeeded", amount=4000, raw=payload
     )
     (call,) = rsps.calls
-    assert sent_json(call) == {"amount": 4000, "charge_id": CHARGE_ID, "reason": culqi_reason}
+    assert sent_json(call) == {
+        "amount": 4000,
+        "charge_id": CHARGE_ID,
+        "reason": culqi_reason,
+        "metadata": {"smartpay_refund_id": "re_01"},  # a lost answer can be matched later
+    }
     assert_culqi_headers(call)
 
 
@@ -705,6 +750,7 @@ def test_find_by_reference_found_on_the_second_page(adapter, rsps):
         card=VISA,
         reference=REFERENCE,
         created_at=CREATED_AT,
+        refunds=(),
         raw=load("charge_list_page2")["data"][0],
     )
     assert len(rsps.calls) == 2
@@ -913,8 +959,11 @@ def test_create_checkout_expires_in_24_hours_by_default(adapter, rsps, monkeypat
     assert sent["description"] == f"Pago {REFERENCE}"
 
 
-def test_create_checkout_timeout_is_outcome_unknown(adapter, rsps):
+def test_create_checkout_timeout_is_unavailable(adapter, rsps):
+    """An order takes no money and its URL never reached the payer: safe to retry or fail over."""
     rsps.post(f"{API}/v2/orders", body=requests.ReadTimeout("read timed out"))
 
-    with pytest.raises(GatewayOutcomeUnknown):
+    with pytest.raises(GatewayUnavailable) as excinfo:
         adapter.create_checkout(checkout_request())
+
+    assert type(excinfo.value) is GatewayUnavailable

@@ -37,6 +37,7 @@ from payments.gateways.base import (
     SavedCardRef,
 )
 from payments.gateways.mercadopago import MercadoPagoAdapter, to_decimal_amount, to_minor_units
+from tests.transport_faults import connection_dropped, connection_refused
 
 API = "https://api.mercadopago.com"
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mercadopago"
@@ -124,6 +125,7 @@ APPROVED_RESULT = ChargeResult(
     card=CardInfo(brand="visa", last4="6176", exp_month=11, exp_year=2030),
     reference=REF,
     created_at=datetime(2025, 3, 14, 10, 21, 7, tzinfo=UTC) + timedelta(hours=4),
+    refunds=(),
 )
 
 
@@ -488,11 +490,30 @@ def test_429_is_unavailable_with_retry_after(adapter, mocked):
     assert (excinfo.value.retry_after, excinfo.value.http_status) == (7.0, 429)
 
 
-def test_503_is_unavailable_even_on_post(adapter, mocked):
-    mocked.add("POST", f"{API}/v1/payments", body="Service Unavailable", status=503, content_type="text/plain")
+@pytest.mark.parametrize("status", [503, 424])
+def test_503_and_424_on_post_are_outcome_unknown(adapter, mocked, status):
+    """Not documented as "not processed": the caller resends with the same key, never elsewhere."""
+    mocked.add(
+        "POST",
+        f"{API}/v1/payments",
+        body="Service Unavailable",
+        status=status,
+        content_type="text/plain",
+        headers={"Retry-After": "2"},
+    )
+
+    with pytest.raises(GatewayOutcomeUnknown) as excinfo:
+        adapter.charge(charge_request())
+
+    assert excinfo.value.http_status == status
+    assert excinfo.value.retry_after == 2.0
+
+
+def test_503_on_get_is_unavailable(adapter, mocked):
+    mocked.add("GET", PAYMENT_URL, body="Service Unavailable", status=503, content_type="text/plain")
 
     with pytest.raises(GatewayUnavailable) as excinfo:
-        adapter.charge(charge_request())
+        adapter.retrieve("1319840012")
 
     assert type(excinfo.value) is GatewayUnavailable
     assert excinfo.value.http_status == 503
@@ -556,10 +577,19 @@ def test_malformed_2xx_on_get_is_unavailable(adapter, mocked):
         adapter.retrieve("1319840012")
 
 
-def test_connect_error_is_unavailable(adapter, mocked):
-    mocked.add("POST", f"{API}/v1/payments", body=requests.ConnectionError("connection refused"))
+def test_connection_refused_is_unavailable(adapter, mocked):
+    mocked.add("POST", f"{API}/v1/payments", body=connection_refused())
 
-    with pytest.raises(GatewayUnavailable):
+    with pytest.raises(GatewayUnavailable) as excinfo:
+        adapter.charge(charge_request())
+
+    assert type(excinfo.value) is GatewayUnavailable
+
+
+def test_connection_dropped_after_a_post_is_outcome_unknown(adapter, mocked):
+    mocked.add("POST", f"{API}/v1/payments", body=connection_dropped())
+
+    with pytest.raises(GatewayOutcomeUnknown):
         adapter.charge(charge_request())
 
 
@@ -909,11 +939,15 @@ def test_delete_card_done_or_already_gone(adapter, mocked, status):
     assert mocked.calls[0].request.headers["Authorization"] == "Bearer TEST-token"
 
 
-def test_delete_card_server_error_is_reported(adapter, mocked):
+def test_delete_card_server_error_is_reported_as_try_again(adapter, mocked):
+    """Deleting twice is harmless (the second is a 404, done), so a lost answer is just "unavailable"."""
     mocked.add("DELETE", f"{API}/v1/customers/{CUSTOMER_ID}/cards/9876543210", body=HTML_502, status=502)
 
-    with pytest.raises(GatewayOutcomeUnknown):
+    with pytest.raises(GatewayUnavailable) as excinfo:
         adapter.delete_card(SavedCardRef(gateway_customer_id=CUSTOMER_ID, gateway_card_id="9876543210"))
+
+    assert type(excinfo.value) is GatewayUnavailable
+    assert excinfo.value.http_status == 502
 
 
 # --- Checkout Pro ----------------------------------------------------------------------------------------
@@ -954,7 +988,8 @@ def test_create_checkout(adapter, mocked):
     )
 
 
-def test_create_checkout_without_init_point_is_outcome_unknown(adapter, mocked):
+def test_create_checkout_without_init_point_is_unavailable(adapter, mocked):
+    """A preference takes no money and its URL never reached the payer: safe to retry or fail over."""
     reply(mocked, "POST", f"{API}/checkout/preferences", load("preference", init_point=None), status=201)
     request = CheckoutRequest(
         reference=REF,
@@ -966,5 +1001,7 @@ def test_create_checkout_without_init_point_is_outcome_unknown(adapter, mocked):
         return_url="https://shop.example/return",
     )
 
-    with pytest.raises(GatewayOutcomeUnknown):
+    with pytest.raises(GatewayUnavailable) as excinfo:
         adapter.create_checkout(request)
+
+    assert type(excinfo.value) is GatewayUnavailable
