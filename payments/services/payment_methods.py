@@ -3,8 +3,14 @@
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from payments.exceptions import CardNotSaved, CustomerEmailRequired, GatewayUnavailableError
-from payments.gateways.base import GatewayError, GatewayUnavailable, SaveCardRequest, SavedCardRef
+from payments.exceptions import CardNotSaved, CustomerEmailRequired, GatewayTimeout, GatewayUnavailableError
+from payments.gateways.base import (
+    GatewayError,
+    GatewayOutcomeUnknown,
+    GatewayUnavailable,
+    SaveCardRequest,
+    SavedCardRef,
+)
 from payments.gateways.registry import get_adapter
 from payments.models import Customer, GatewayCard, GatewayCustomer, PaymentMethod
 
@@ -28,6 +34,13 @@ def payment_method_save(*, customer: Customer, gateway: str, token: str) -> Paym
         raise GatewayUnavailableError(
             f"{gateway} is unavailable; the card was not saved.",
             headers={"Retry-After": str(int(error.retry_after or 30))},
+        ) from None
+    except GatewayOutcomeUnknown:
+        # The request left and no answer came: the card may be saved at the gateway, so "not saved"
+        # would be a guess. Saving it again takes no money (at most a card validation, given back).
+        raise GatewayTimeout(
+            f"{gateway} did not answer in time; the card may or may not have been saved there. "
+            "Try again with the same token or a new one."
         ) from None
     except GatewayError as error:
         raise CardNotSaved(error.message, gateway_code=error.gateway_code) from None

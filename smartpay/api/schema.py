@@ -36,6 +36,7 @@ _WRITES = {
     "415": "Unsupported media type: send JSON",
     "422": "Refused by a business rule (e.g. `refund_exceeds_payment`, `idempotency_key_reused`)",
     "503": "Gateway unavailable; see Retry-After",
+    "504": "The gateway did not answer in time: the outcome is unknown and is settled by asking the gateway",
 }
 
 

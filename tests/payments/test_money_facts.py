@@ -280,3 +280,31 @@ def test_planning_a_route_does_not_use_up_the_half_open_probe(settings):
     finally:
         breaker_time.time = real
         breaker.reset("mercadopago")
+
+
+# --- Saving a card whose answer was lost ------------------------------------------------------------
+
+
+def test_saving_a_card_whose_answer_was_lost_is_504_not_card_not_saved(api, customer, settings):
+    import requests
+    import responses
+
+    from payments.gateways import registry
+    from payments.models import PaymentMethod
+
+    settings.CULQI_API_BASE = "https://api.culqi.test"
+    settings.GATEWAY_RETRY_MAX_TRIES = 1
+    registry._cache.clear()
+    with responses.RequestsMock() as mock:
+        mock.post("https://api.culqi.test/v2/customers", body=requests.exceptions.ReadTimeout("lost"))
+        response = api.post(
+            f"/api/v1/customers/{customer.pk}/payment-methods",
+            {"source": {"gateway": "culqi", "token": "tkn_test_x"}},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="save-1",
+        )
+    registry._cache.clear()
+    assert response.status_code == 504, response.content
+    assert response.json()["code"] == "gateway_timeout"
+    assert "may or may not have been saved" in response.json()["detail"]
+    assert not PaymentMethod.objects.exists()
