@@ -42,4 +42,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as r; h = os.environ.get('ALLOWED_HOSTS', '').split(',')[0].strip().lstrip('.'); h = 'localhost' if h in ('', '*') else h; r.build_opener(r.ProxyHandler({})).open(r.Request('http://127.0.0.1:8000/healthz', headers={'Host': h}), timeout=4)"]
 
 # Workers: WEB_CONCURRENCY (gunicorn reads it); more flags through GUNICORN_CMD_ARGS.
-CMD ["gunicorn", "smartpay.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm"]
+# --timeout 90: a payment may wait on two gateways (read timeout and retries, about 54 s at worst);
+# a worker killed before the answer is recorded is recovered by the settle job all the same.
+CMD ["gunicorn", "smartpay.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--timeout", "90"]

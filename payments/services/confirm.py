@@ -46,6 +46,7 @@ from payments.gateways.base import (
 )
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, PaymentAttempt
+from payments.services import recording
 from payments.services.payments import (
     _OUTCOME_FROM_GATEWAY,
     CardSource,
@@ -200,7 +201,7 @@ def _confirm_by_asking(payment: Payment) -> Payment:
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
         if result is not None:
-            payment_record_sync(locked, result, started=started)
+            payment_record_sync(locked, result, started=started, source=recording.CONFIRM)
         return locked
 
 

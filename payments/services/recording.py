@@ -44,6 +44,7 @@ DIRECT = "direct"
 WEBHOOK = "webhook"
 SETTLEMENT = "settlement"
 CHECKOUT_RETURN = "checkout_return"
+CONFIRM = "confirm"  # the client's confirm after 3-D Secure
 RECONCILIATION = "reconciliation"
 ADMIN = "admin"
 
