@@ -398,15 +398,7 @@ class MercadoPagoAdapter(GatewayAdapter):
         if created_after.tzinfo is None:
             created_after = created_after.replace(tzinfo=UTC)
         begin = max(created_after - SEARCH_CLOCK_SKEW, datetime.now(UTC) - SEARCH_MAX_RANGE)
-        params = {
-            "external_reference": reference,
-            "sort": "date_created",
-            "criteria": "desc",
-            "range": "date_created",
-            "begin_date": _mp_datetime(begin),
-            "end_date": "NOW",
-        }
-        found, raw = self._call("GET", "/v1/payments/search", params=params)
+        found, raw = self._call("GET", "/v1/payments/search", params=_search_by_reference(reference, begin))
         with self._reading(side_effect=False):
             matches = [
                 (index, payment)
@@ -605,15 +597,7 @@ class MercadoPagoAdapter(GatewayAdapter):
         """The payment that took (or may take) money for `reference`, or None when every one was a failed try."""
         now = datetime.now(UTC)
         begin = max((created or now) - SEARCH_CLOCK_SKEW, now - SEARCH_MAX_RANGE)
-        params = {
-            "external_reference": reference,
-            "sort": "date_created",
-            "criteria": "desc",
-            "range": "date_created",
-            "begin_date": _mp_datetime(begin),
-            "end_date": "NOW",
-            "limit": SEARCH_PAGE_SIZE,
-        }
+        params = {**_search_by_reference(reference, begin), "limit": SEARCH_PAGE_SIZE}
         found, raw = self._call("GET", "/v1/payments/search", params=params)
         with self._reading(side_effect=False):
             results = _results(found)
@@ -971,3 +955,15 @@ def _refunds_seen(refunds: Any) -> tuple[RefundSeen, ...] | None:
             )
         )
     return tuple(seen)
+
+
+def _search_by_reference(reference: str, begin: datetime) -> dict[str, str]:
+    """`/v1/payments/search` params: payments carrying our `external_reference`, newest first."""
+    return {
+        "external_reference": reference,
+        "sort": "date_created",
+        "criteria": "desc",
+        "range": "date_created",
+        "begin_date": _mp_datetime(begin),
+        "end_date": "NOW",
+    }

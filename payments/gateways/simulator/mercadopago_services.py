@@ -587,6 +587,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# What `PUT /checkout/preferences/{id}` may change. Items (and so the amount) stay as created.
+PREFERENCE_UPDATABLE = (
+    "back_urls",
+    "auto_return",
+    "notification_url",
+    "payment_methods",
+    "statement_descriptor",
+    "binary_mode",
+    "expires",
+    "expiration_date_from",
+    "expiration_date_to",
+)
+
+
 def preference_create(*, body: dict) -> SimCheckout:
     """POST /checkout/preferences: items priced in PEN; the total is sum(quantity * unit_price)."""
     items = body.get("items")
@@ -613,25 +627,7 @@ def preference_create(*, body: dict) -> SimCheckout:
     expires_at = None
     if body.get("expires") and body.get("expiration_date_to"):
         expires_at = parse_datetime(str(body["expiration_date_to"]))
-    details = _plain(
-        {
-            key: body[key]
-            for key in (
-                "items",
-                "payer",
-                "back_urls",
-                "auto_return",
-                "notification_url",
-                "payment_methods",
-                "statement_descriptor",
-                "binary_mode",
-                "expires",
-                "expiration_date_from",
-                "expiration_date_to",
-            )
-            if key in body
-        }
-    )
+    details = _plain({key: body[key] for key in ("items", "payer", *PREFERENCE_UPDATABLE) if key in body})
     details["merchant_order_id"] = wire.numeric_id(11)
     return SimCheckout.objects.create(
         gateway=MP,
@@ -655,20 +651,6 @@ def preference_get(public_id: str) -> SimCheckout:
     if preference is None:
         raise objects.not_found(404, "Preference not found")
     return preference
-
-
-# What `PUT /checkout/preferences/{id}` may change. Items (and so the amount) stay as created.
-PREFERENCE_UPDATABLE = (
-    "back_urls",
-    "auto_return",
-    "notification_url",
-    "payment_methods",
-    "statement_descriptor",
-    "binary_mode",
-    "expires",
-    "expiration_date_from",
-    "expiration_date_to",
-)
 
 
 def _preference_date(body: dict, field: str):
