@@ -24,6 +24,7 @@ The rules around it (the README's "How money is kept safe" says the same for ope
   first).
 """
 
+from payments import events
 from payments.enums import PaymentStatus as S
 from payments.models import Payment
 from smartpay.api.errors import ApiError
@@ -68,4 +69,5 @@ def move(payment: Payment, target: str, *, strict: bool = True) -> bool:
             raise InvalidTransition(f"A {current} payment cannot become {target}.")
         return False
     payment.status = target
+    events.note_move(payment, target)  # its `payment.*` event is written when the row is saved
     return True

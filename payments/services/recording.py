@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from payments import hooks, state
+from payments import events, hooks, state
 from payments.enums import AttemptOperation, PaymentStatus, RefundStatus
 from payments.gateways.base import ChargeResult, ChargeStatus
 from payments.models import Payment, Refund, StrayCharge
@@ -380,6 +380,7 @@ def _refund_succeeded(payment: Payment, row: Refund, *, amount: int, source: str
     row.save()
     refresh_refunded(payment)
     row.handler_report = hooks.run_refund_handlers(payment, row)
+    events.record_payment_refunded(payment, row)
     return row
 
 

@@ -32,6 +32,7 @@ class FakeCulqi:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.during_refund: Callable[[dict], None] | None = None
+        self.during_charge: Callable[[str], None] | None = None  # gets the new charge's id
         self.lose_next_answer = False
         mock.add_callback(responses.POST, f"{API}/charges", callback=self._charge)
         mock.add_callback(responses.POST, f"{API}/refunds", callback=self._refund)
@@ -80,6 +81,8 @@ class FakeCulqi:
                 "currency": sent["currency_code"],
                 "metadata": sent["metadata"],
             }
+        if self.during_charge is not None:
+            self.during_charge(charge_id)
         return 201, {}, json.dumps(self.charge_object(charge_id))
 
     def _refund(self, request):
@@ -141,6 +144,20 @@ def culqi_refund_webhook(refund: dict, event_id: str | None = None) -> str:
             "object": "event",
             "id": event_id or f"evt_{refund['id']}",
             "type": "refund.creation.succeeded",
+            "creation_date": 1715003600000,
+            "data": json.dumps(data),
+        }
+    )
+
+
+def culqi_charge_webhook(charge_id: str, event_id: str | None = None) -> str:
+    """The body of Culqi's `charge.creation.succeeded` event for a charge of the fake."""
+    data = {"object": "charge", "id": charge_id}
+    return json.dumps(
+        {
+            "object": "event",
+            "id": event_id or f"evt_{charge_id}",
+            "type": "charge.creation.succeeded",
             "creation_date": 1715003600000,
             "data": json.dumps(data),
         }

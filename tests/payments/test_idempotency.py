@@ -116,20 +116,21 @@ def test_payment_create_with_a_token_runs_a_bounded_number_of_queries(
 ):
     post(api, BODY, "warm-up")  # API key last_used_at is written at most once a minute; series counters exist
     # With every success handler (the invoice is issued in the payment's success transaction):
-    with django_assert_max_num_queries(27) as with_invoice:
+    with django_assert_max_num_queries(31) as with_invoice:
         assert post(api, {**BODY, "amount": 2600}, "with-invoice").status_code == 201
     assert len(with_invoice.captured_queries) > 15  # the invoice is really written in the same transaction
 
-    # The payment path alone: 16 statements, 10 queries (key lookup, idempotency claim, payment and
+    # The payment path alone: 20 statements, 12 queries (key lookup, idempotency claim, payment and
     # attempt inserts, the key's link to the payment, locked re-read, attempt and payment updates,
-    # attempts for the response, idempotency completion) and 6 savepoint statements of its three
-    # short transactions.
+    # the payment.succeeded event: its attempts read and its outbox insert; attempts for the
+    # response, idempotency completion) and 8 savepoint statements of its three short
+    # transactions and the event's dedupe savepoint.
     monkeypatch.setitem(hooks._on_success, hooks.ANY_PURPOSE, [])
-    with django_assert_max_num_queries(16) as captured:
+    with django_assert_max_num_queries(20) as captured:
         response = post(api, {**BODY, "amount": 2700}, "counted")
     assert response.status_code == 201
     writes = [q["sql"] for q in captured.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
-    assert len(writes) == 7  # idempotency claim, link, completion; payment + attempt insert, then their updates
+    assert len(writes) == 8  # idempotency claim, link, completion; payment + attempt insert, their updates; event
 
 
 def test_a_not_found_answer_is_not_stored_as_a_server_error(api):

@@ -16,6 +16,7 @@ from django.utils import timezone
 from billing.enums import DocumentType
 from billing.models import Invoice
 from credits.models import CreditAccount, CreditLedgerEntry, EntryType
+from notifications.models import OutgoingEvent
 from payments import breaker
 from payments.models import Customer, Payment, Refund
 from payments.services.refunds import settle_due_refunds
@@ -114,6 +115,11 @@ def test_refund_webhook_before_the_direct_answer_counts_the_refund_once(require_
     books_match_the_gateway(payment, culqi)
     assert Refund.objects.filter(payment=payment).count() == 1  # one row, not one per path
     assert payment.status == ("partially_refunded" if share == "half" else "refunded")
+    # One event per change, whichever path got there first.
+    refunded = OutgoingEvent.objects.filter(type="payment.refunded", object_id=payment.pk)
+    assert [e.data["refund"]["id"] for e in refunded] == [Refund.objects.get(payment=payment).pk]
+    assert refunded.get().data["status"] == payment.status and refunded.get().data["amount_refunded"] == amount
+    assert OutgoingEvent.objects.filter(type="payment.succeeded", object_id=payment.pk).count() == 1
     clawed = CreditLedgerEntry.objects.filter(entry_type=EntryType.REFUND_REVERSAL).aggregate(s=Sum("amount"))["s"]
     assert -clawed == (50 if share == "half" else 100)  # half the refund, half the credits: taken once
     assert CreditAccount.objects.get(customer=customer).balance == 100 + clawed
@@ -137,6 +143,10 @@ def test_twenty_concurrent_refunds_while_webhooks_race_never_count_twice(require
     assert results.count((201, "succeeded")) == 3
     books_match_the_gateway(payment, culqi)
     assert payment.amount_refunded == 900 and payment.status == "partially_refunded"
+    events = OutgoingEvent.objects.filter(type="payment.refunded", object_id=payment.pk)
+    assert sorted(e.data["refund"]["id"] for e in events) == sorted(
+        payment.refunds.filter(status="succeeded").values_list("pk", flat=True)
+    )
 
 
 # --- Answers lost ------------------------------------------------------------------------------------
