@@ -6,6 +6,7 @@ only moves `delivery_state`; until then events wait as `pending`.
 """
 
 from django.db import models
+from django.utils import timezone
 from django.db.models import Q
 
 from payments.models import ClientApp
@@ -13,9 +14,10 @@ from smartpay.ids import PrefixedIdField
 
 
 class DeliveryState(models.TextChoices):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
+    PENDING = "pending"  # due at `next_attempt_at` (first try, or a retry on the schedule)
+    DELIVERED = "delivered"  # the client app answered 2xx
+    FAILED = "failed"  # every try of the schedule failed; staff or the app may redeliver
+    SKIPPED = "skipped"  # the app had no webhook URL (or delivery disabled) when the event was due
 
 
 class OutgoingEvent(models.Model):
@@ -25,7 +27,14 @@ class OutgoingEvent(models.Model):
     data = models.JSONField(default=dict)
     # Same (type, dedupe_key) twice is one event: a job that runs again does not notify again.
     dedupe_key = models.CharField(max_length=120, null=True, blank=True)
+    # The object the event is about (pay_…, re_…, inv_…, cus_…): events of one object are delivered
+    # to an app in creation order (a payment.refunded never overtakes its payment.succeeded).
+    object_id = models.CharField(max_length=60, blank=True, db_index=True)
     delivery_state = models.CharField(max_length=12, choices=DeliveryState.choices, default=DeliveryState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -37,7 +46,30 @@ class OutgoingEvent(models.Model):
         indexes = [
             models.Index(fields=["client_app", "created_at"], name="outgoing_event_app_created_idx"),
             models.Index(fields=["delivery_state", "created_at"], name="outgoing_event_state_idx"),
+            models.Index(fields=["delivery_state", "next_attempt_at"], name="outgoing_event_due_idx"),
+            models.Index(fields=["client_app", "object_id", "created_at"], name="outgoing_event_object_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"
+
+
+class DeliveryAttempt(models.Model):
+    """One POST of an event to its app's webhook URL: what was sent where, and what came back."""
+
+    id = PrefixedIdField("evdel")
+    event = models.ForeignKey(OutgoingEvent, on_delete=models.CASCADE, related_name="delivery_attempts")
+    number = models.PositiveSmallIntegerField()
+    url = models.CharField(max_length=500)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    response_excerpt = models.CharField(max_length=500, blank=True, help_text="The first 500 characters.")
+    error = models.CharField(max_length=300, blank=True, help_text="Timeout, connection error, refused URL…")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["event", "number"]
+        constraints = [models.UniqueConstraint(fields=["event", "number"], name="delivery_attempt_number_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} #{self.number}"

@@ -29,6 +29,10 @@ class ClientApp(models.Model):
     is_active = models.BooleanField(default=True)
     webhook_url = models.URLField(blank=True, help_text="Where SmartPay pushes signed events.")
     webhook_secret = models.CharField(max_length=80, default=generate_signing_secret, editable=False)
+    webhook_enabled = models.BooleanField(default=True, help_text="Deliver events to webhook_url.")
+    # After a rotation the previous secret still signs (a second `v1=`) until it expires (24 h).
+    previous_webhook_secret = models.CharField(max_length=80, blank=True, editable=False)
+    previous_webhook_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
