@@ -5,9 +5,10 @@ exists exactly when its change committed. Delivery (signed POSTs with retries) l
 only moves `delivery_state`; until then events wait as `pending`.
 """
 
+from django.conf import settings
 from django.db import models
-from django.utils import timezone
 from django.db.models import Q
+from django.utils import timezone
 
 from payments.models import ClientApp
 from smartpay.ids import PrefixedIdField
@@ -73,3 +74,74 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} #{self.number}"
+
+
+# --- Alerts: problems staff must see (admin index panel, one email per new alert) -------------------
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info"  # shown on the panel, not emailed
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"  # a person is on it; still listed until resolved
+    RESOLVED = "resolved"
+
+
+class AlertResolution(models.TextChoices):
+    AUTO = "auto"  # its rule found the condition gone (breaker closed, issues resolved, …)
+    STAFF = "staff"
+
+
+class Alert(models.Model):
+    """One problem staff must not miss, raised by `notifications.alerts.alert_raise`.
+
+    Unresolved alerts are unique per (kind, dedupe_key): raising the same problem again bumps
+    `count` and `last_seen_at` on the same row. Once resolved, the same problem raised again is a
+    new alert (and is emailed again). Resolved rows are kept as history.
+    """
+
+    id = PrefixedIdField("alert")
+    kind = models.CharField(max_length=60)
+    dedupe_key = models.CharField(max_length=200)
+    severity = models.CharField(max_length=10, choices=AlertSeverity.choices, default=AlertSeverity.WARNING)
+    title = models.CharField(max_length=200)
+    detail = models.TextField(blank=True)
+    context = models.JSONField(default=dict, blank=True, help_text="Ids of what it is about (payment, gateway, …).")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    count = models.PositiveIntegerField(default=1, help_text="Times raised while unresolved.")
+    status = models.CharField(max_length=12, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution = models.CharField(max_length=5, choices=AlertResolution.choices, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True, help_text="Claimed once by the email task.")
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "dedupe_key"], condition=Q(resolved_at__isnull=True), name="alert_unresolved_once"
+            ),
+            models.CheckConstraint(
+                condition=(Q(status=AlertStatus.RESOLVED) & Q(resolved_at__isnull=False))
+                | (~Q(status=AlertStatus.RESOLVED) & Q(resolved_at__isnull=True)),
+                name="alert_resolved_at_with_status",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "last_seen_at"], name="alert_status_seen_idx"),
+            models.Index(fields=["kind", "status"], name="alert_kind_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title

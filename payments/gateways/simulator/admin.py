@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from payments.gateways.simulator.models import (
     GatewayControl,
+    ReceivedEvent,
     SimCard,
     SimCharge,
     SimCheckout,
@@ -66,3 +67,10 @@ class SimCheckoutAdmin(ReadOnly):
 @admin.register(GatewayControl)
 class GatewayControlAdmin(ReadOnly):
     list_display = ("gateway", "mode", "latency_ms", "failure_rate", "seed", "only_method", "only_path")
+
+
+@admin.register(ReceivedEvent)
+class ReceivedEventAdmin(ReadOnly):
+    list_display = ("received_at", "client_app_id", "event_type", "event_id", "signature_ok", "answered_status")
+    list_filter = ("signature_ok", "event_type")
+    search_fields = ("event_id", "client_app_id")

@@ -236,3 +236,25 @@ class SimIdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"
+
+
+class ReceivedEvent(models.Model):
+    """An event SmartPay POSTed to the sandbox receiver (`/sandbox/receiver/<app_id>`), as a client
+    app would see it: its headers, body, whether the signature checked out, and what we answered."""
+
+    client_app_id = models.CharField(max_length=40, db_index=True)  # app_…, as in the URL
+    event_id = models.CharField(max_length=60, blank=True)  # SmartPay-Event-Id
+    event_type = models.CharField(max_length=60, blank=True)
+    signature_ok = models.BooleanField()
+    signature_problem = models.CharField(max_length=120, blank=True)
+    headers = models.JSONField(default=dict)  # the SmartPay-*, Content-Type and User-Agent headers
+    body = models.TextField(blank=True)  # the raw body (at most 64 KiB kept)
+    answered_status = models.PositiveSmallIntegerField()
+    fault = models.CharField(max_length=20, blank=True)  # the `?fail=` asked for, if any
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

@@ -3,11 +3,12 @@
 /sandbox/culqi/…        api.culqi.com and secure.culqi.com paths (v2), plus the hosted checkout page
 /sandbox/mercadopago/…  api.mercadopago.com paths, plus the Checkout Pro page and the 3-D Secure challenge page
 /sandbox/control        fault injection
+/sandbox/receiver/…     a client app's webhook endpoint, built in: events SmartPay sends, and their list
 """
 
 from django.urls import include, path
 
-from payments.gateways.simulator import control, culqi_views, mercadopago_challenge, mercadopago_views
+from payments.gateways.simulator import control, culqi_views, mercadopago_challenge, mercadopago_views, receiver
 
 app_name = "simulator"
 
@@ -63,4 +64,6 @@ urlpatterns = [
     path("control", control.control_view, name="control"),
     path("culqi/", include(culqi)),
     path("mercadopago/", include(mercadopago)),
+    path("receiver/", receiver.receiver_list, name="receiver-list"),
+    path("receiver/<str:app_id>", receiver.receiver_endpoint, name="receiver"),
 ]

@@ -33,6 +33,14 @@ class Command(BaseCommand):
             for old in ApiKey.objects.filter(client_app=client_app, label=DEMO_KEY_LABEL, revoked_at__isnull=True):
                 api_key_revoke(api_key=old)
             issued = api_key_issue(client_app=client_app, label=DEMO_KEY_LABEL, live=False)
+            receiver = f"{settings.PUBLIC_BASE_URL}/sandbox/receiver/"
+            webhook_note = ""
+            if settings.GATEWAY_MODE == "sandbox":
+                # Events go to the built-in receiver, unless the developer pointed the app elsewhere.
+                if not client_app.webhook_url or client_app.webhook_url.startswith(receiver):
+                    client_app.webhook_url = f"{receiver}{client_app.id}"
+                    client_app.save(update_fields=["webhook_url", "updated_at"])
+                webhook_note = f"{client_app.webhook_url}  (watch: {receiver})"
 
         self.stdout.write("")
         self.stdout.write(
@@ -41,5 +49,7 @@ class Command(BaseCommand):
         )
         self.stdout.write("  API docs:   http://127.0.0.1:8000/api/docs/")
         self.stdout.write(f"  Client app: {client_app.name} ({client_app.id})")
+        if webhook_note:
+            self.stdout.write(f"  Webhooks:   {webhook_note}")
         self.stdout.write(f"  API key:    {issued.raw_key}")
         self.stdout.write("")
