@@ -38,10 +38,20 @@ class ClientAppAdmin(admin.ModelAdmin):
     list_display = ["name", "id", "is_active", "webhook_url", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "id"]
-    readonly_fields = ["id", "masked_webhook_secret", "created_at", "updated_at"]
-    fields = ["id", "name", "is_active", "webhook_url", "masked_webhook_secret", "created_at", "updated_at"]
+    readonly_fields = ["id", "masked_webhook_secret", "delivery_health", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "name",
+        "is_active",
+        "webhook_url",
+        "webhook_enabled",
+        "masked_webhook_secret",
+        "delivery_health",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [ApiKeyInline]
-    actions = ["issue_api_key"]
+    actions = ["issue_api_key", "rotate_signing_secret"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def save_model(self, request, obj, form, change):
@@ -57,6 +67,26 @@ class ClientAppAdmin(admin.ModelAdmin):
     @admin.display(description="Webhook signing secret")
     def masked_webhook_secret(self, obj):
         return f"{obj.webhook_secret[:10]}…" if obj and obj.webhook_secret else "—"
+
+    @admin.display(description="Event delivery health")
+    def delivery_health(self, obj):
+        from notifications.admin import delivery_health_html
+
+        return delivery_health_html(obj)
+
+    @admin.action(description="Rotate signing secret (shown once; the old one signs 24 h more)")
+    def rotate_signing_secret(self, request, queryset):
+        from notifications.services import webhook_secret_rotate
+
+        for client_app in queryset:
+            rotated = webhook_secret_rotate(client_app=client_app)
+            self.log_change(request, rotated, "Webhook signing secret rotated")
+            self.message_user(
+                request,
+                f"New signing secret for {rotated.name}: {rotated.webhook_secret} — copy it now, it will not be "
+                "shown again. The previous one keeps signing for 24 h.",
+                level=messages.WARNING,
+            )
 
     @admin.action(description="Issue a new API key (shown once)")
     def issue_api_key(self, request, queryset):

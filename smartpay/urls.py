@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("payments.api.urls")),
     path("api/v1/", include("credits.api.urls")),
     path("api/v1/", include("billing.api.urls")),
+    path("api/v1/", include("notifications.api.urls")),
     path("checkout/return/<str:payment_id>", checkout_return, name="checkout-return"),
     path("webhooks/mercadopago", mercadopago_webhook, name="webhook-mercadopago"),
     path("webhooks/culqi", culqi_webhook, name="webhook-culqi"),
