@@ -286,7 +286,19 @@ def _alert(subject: str, message: str, run: ReconciliationRun) -> None:
             "fixed": run.fixed,
         },
     )
-    mail_admins(subject, message, fail_silently=True)
+    from notifications.alerts import AlertKind, alert_raise_safely
+
+    failed = run.status == ReconciliationRun.FAILED
+    alert_raise_safely(  # the admin index panel; emailed once to ALERT_EMAILS while it is new
+        kind=AlertKind.RECONCILIATION_FAILED if failed else AlertKind.RECONCILIATION_DIFFERENCES,
+        dedupe_key=f"{run.gateway}:{run.day}",
+        severity="critical" if failed else "warning",
+        title=subject,
+        detail=message,
+        context={"gateway": run.gateway, "day": str(run.day), "run": run.pk},
+    )
+    if not settings.ALERT_EMAILS:  # one email, not two: the alert's when ALERT_EMAILS is set, else ADMINS'
+        mail_admins(subject, message, fail_silently=True)
 
 
 # --- Matching ---------------------------------------------------------------------------------------

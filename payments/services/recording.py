@@ -100,6 +100,9 @@ def record_charge_view(payment: Payment, result: ChargeResult, *, gateway: str, 
                 "their_currency": result.currency,
             },
         )
+        from notifications.alert_rules import money_mismatch_raise
+
+        money_mismatch_raise(payment, result, gateway=gateway, source=source)  # staff's alert; never raises
         return Recorded.MISMATCH
     if payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED) and result.status in MONEY_HELD | CAPTURED:
         if result.status == ChargeStatus.REFUNDED:
@@ -245,6 +248,9 @@ def _stray(payment: Payment, result: ChargeResult, *, gateway: str, source: str,
                 "source": source,
             },
         )
+        from notifications.alert_rules import stray_charge_raise
+
+        stray_charge_raise(stray, payment_status=payment.status)  # staff's alert; never raises
         if reason == StrayCharge.DUPLICATE and settings.STRAY_CHARGE_AUTO_REFUND:
             # After commit; a broker outage leaves it `open` and the settle job's stray sweep refunds it.
             from payments.tasks import refund_stray_charge
