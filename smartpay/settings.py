@@ -305,6 +305,23 @@ MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS = env.int("MERCADOPAGO_WEBHOOK_TOLERANCE_S
 # The simulators post webhooks back to PUBLIC_BASE_URL the way the real gateways do.
 SIMULATOR_DELIVER_WEBHOOKS = env.bool("SIMULATOR_DELIVER_WEBHOOKS", default=_SANDBOX)
 
+# --- Events out (signed POSTs to client apps' webhook URLs, notifications/delivery.py) ----------
+EVENTS_CONNECT_TIMEOUT = env.float("EVENTS_CONNECT_TIMEOUT", default=3.0)
+EVENTS_READ_TIMEOUT = env.float("EVENTS_READ_TIMEOUT", default=5.0)
+# Webhook URLs on loopback, link-local, private (…) addresses are refused, at delivery and when an
+# app sets its URL; the sandbox's own receiver is on such an address, hence true there.
+EVENTS_ALLOW_PRIVATE_URLS = env.bool("EVENTS_ALLOW_PRIVATE_URLS", default=_SANDBOX)
+EVENTS_REQUIRE_HTTPS = env.bool("EVENTS_REQUIRE_HTTPS", default=not _SANDBOX)
+# One dispatch run stops after this many events sent (or skipped), or this many seconds.
+EVENTS_DISPATCH_MAX_EVENTS = env.int("EVENTS_DISPATCH_MAX_EVENTS", default=200)
+EVENTS_DISPATCH_MAX_SECONDS = env.int("EVENTS_DISPATCH_MAX_SECONDS", default=30)
+# Every 10 s; a run still queued when the next one is due is dropped (`expires`): the next one does its work.
+CELERY_BEAT_SCHEDULE["notifications-dispatch-events"] = {
+    "task": "notifications.dispatch_events",
+    "schedule": 10.0,
+    "options": {"expires": 10},
+}
+
 # --- Billing ---------------------------------------------------------------------------------
 # The issuer of every invoice (one RUC for the whole service). The default RUC is SUNAT's beta
 # test RUC: documents issued with it are not valid; set your own in production.
@@ -356,6 +373,21 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 }
 # Safety net: issue what a failed handler missed, re-queue stalled submissions and emails, poll SUNAT.
 CELERY_BEAT_SCHEDULE["billing-sweep"] = {"task": "billing.sweep", "schedule": 300.0}
+
+# --- Alerts (admin index panel; notifications/alerts.py, rules in notifications/alert_rules.py) ---
+# Who is emailed when a new alert opens (warning or critical), once per alert; empty: nobody.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+# A gateway's charge success rate over the last window below this percent raises an alert, once
+# the window holds at least the minimum sample of final outcomes.
+ALERT_SUCCESS_RATE_WINDOW_MINUTES = env.int("ALERT_SUCCESS_RATE_WINDOW_MINUTES", default=15)
+ALERT_SUCCESS_RATE_MIN_PERCENT = env.int("ALERT_SUCCESS_RATE_MIN_PERCENT", default=50)
+ALERT_SUCCESS_RATE_MIN_SAMPLE = env.int("ALERT_SUCCESS_RATE_MIN_SAMPLE", default=20)
+# Every minute; a run still queued when the next one is due is dropped: the next one does its work.
+CELERY_BEAT_SCHEDULE["notifications-evaluate-alerts"] = {
+    "task": "notifications.evaluate_alerts",
+    "schedule": 60.0,
+    "options": {"expires": 60},
+}
 
 # --- Logging: JSON lines with the request id; secrets and card numbers redacted ----------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
