@@ -145,3 +145,103 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+# --- Payers: preferences, emails, push subscriptions ----------------------------------------------
+
+
+class Language(models.TextChoices):
+    ES = "es", "Español"
+    EN = "en", "English"
+
+
+class CustomerPreferences(models.Model):
+    """How a client app's customer (the payer) wants to hear from SmartPay.
+
+    Receipts and invoices are always emailed; `email_alerts` covers low balance, credits expiring
+    or expired and a failed automatic renewal. `low_balance_threshold` (credits) decides when
+    `credits.low_balance` is told; null means `CREDITS_LOW_BALANCE_THRESHOLD`.
+    """
+
+    customer = models.OneToOneField("payments.Customer", on_delete=models.CASCADE, related_name="preferences")
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ES)
+    email_alerts = models.BooleanField(default=True)
+    extra_billing_email = models.EmailField(blank=True, help_text="Also receives receipts and invoices.")
+    low_balance_threshold = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"preferences of {self.customer_id}"
+
+
+class EmailKind(models.TextChoices):
+    PAYMENT_RECEIPT = "payment_receipt"
+    REFUND_RECEIPT = "refund_receipt"
+    CREDITS_LOW_BALANCE = "credits_low_balance"
+    CREDITS_EXPIRING = "credits_expiring"
+    CREDITS_EXPIRED = "credits_expired"
+    AUTO_RENEWAL_FAILED = "auto_renewal_failed"
+    INVOICE = "invoice"
+
+
+class SentEmail(models.Model):
+    """One email to one recipient about one thing: at most one per (kind, subject key, recipient),
+    claimed before sending, so a job that runs twice never emails twice."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"  # the address bounced or complained: not sent
+    STATUSES = [(PENDING, "Pending"), (SENT, "Sent"), (FAILED, "Failed"), (SUPPRESSED, "Suppressed")]
+
+    id = PrefixedIdField("eml")
+    kind = models.CharField(max_length=30, choices=EmailKind.choices)
+    subject_key = models.CharField(max_length=120, help_text="What it is about, e.g. an event or payment id.")
+    recipient = models.EmailField()
+    customer = models.ForeignKey("payments.Customer", null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=12, choices=STATUSES, default=PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=120, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "subject_key", "recipient"], name="sent_email_once"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="sent_email_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.recipient}"
+
+
+class SuppressedAddress(models.Model):
+    """An address that bounced hard or complained (Postmark through anymail's tracking webhook):
+    nothing more is sent to it until staff lift the suppression."""
+
+    address = models.EmailField(unique=True)
+    reason = models.CharField(max_length=30, help_text="bounced, complained, …")
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class PushSubscription(models.Model):
+    """A payer's browser Web Push subscription (VAPID), registered by the client app."""
+
+    id = PrefixedIdField("push")
+    customer = models.ForeignKey("payments.Customer", on_delete=models.CASCADE, related_name="push_subscriptions")
+    endpoint = models.URLField(max_length=1000)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "endpoint"], name="push_subscription_once")]
+
+    def __str__(self) -> str:
+        return self.endpoint[:60]
