@@ -8,7 +8,7 @@ from django.shortcuts import render
 from payments.enums import PaymentStatus
 from payments.models import Payment
 from payments.services import recording
-from payments.services.payments import payment_sync
+from payments.services.operations import payment_sync
 from smartpay.api.errors import problem_response
 
 _UNSETTLED = {PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION}

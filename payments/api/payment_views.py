@@ -25,8 +25,9 @@ from payments.api.serializers import (
 from payments.enums import Currency
 from payments.gateways.registry import get_adapter
 from payments.models import Customer, Payment, PaymentMethod, Refund
+from payments.services.operations import payment_cancel, payment_capture
 from payments.services.payment_methods import payment_method_delete, payment_method_save
-from payments.services.payments import payment_cancel, payment_capture, payment_create
+from payments.services.payments import payment_create
 from payments.services.refunds import refund_create
 from smartpay.api.base import CursorPagination, TenantScopedMixin
 

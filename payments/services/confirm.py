@@ -47,20 +47,14 @@ from payments.gateways.base import (
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, PaymentAttempt
 from payments.services import recording
+from payments.services.attempts import OUTCOME_FROM_GATEWAY, call_gateway, error_outcome, finish_attempt, new_attempt
+from payments.services.operations import payment_fail, payment_query_gateway, payment_record_sync
 from payments.services.payments import (
-    _OUTCOME_FROM_GATEWAY,
     CardSource,
     _answer_window,
-    _call_gateway,
     _charge_request,
-    _error_outcome,
-    _finish_attempt,
-    _new_attempt,
     _record_charge,
     payment_apply_gateway_result,
-    payment_fail,
-    payment_query_gateway,
-    payment_record_sync,
 )
 from smartpay.api.errors import ApiError
 
@@ -151,7 +145,7 @@ def _confirm_by_charging_again(payment: Payment, *, token: str | None, authentic
         locked.next_action = None
         locked.settle_after = timezone.now() + _answer_window()
         locked.save()
-        attempt = _new_attempt(locked, operation=AttemptOperation.CHARGE, gateway=gateway)
+        attempt = new_attempt(locked, operation=AttemptOperation.CHARGE, gateway=gateway)
 
     # Step 2: the same charge as the first one, plus the payer's 3-D Secure result; no lock held.
     source = CardSource(gateway=gateway, token=token) if token else None
@@ -161,7 +155,7 @@ def _confirm_by_charging_again(payment: Payment, *, token: str | None, authentic
         request = _charge_request(locked, key, gateway, source, locked.payment_method)
         return adapter.charge(replace(request, authentication_3ds=dict(authentication_3ds)))
 
-    attempt, started, result, error = _call_gateway(locked.pk, attempt, charge)
+    attempt, started, result, error = call_gateway(locked.pk, attempt, charge)
 
     # Step 3: record the answer with the row locked.
     if error is None or isinstance(error, GatewayOutcomeUnknown):
@@ -171,7 +165,7 @@ def _confirm_by_charging_again(payment: Payment, *, token: str | None, authentic
     # nothing was charged. Back to `requires_action`, so the client may retry until the action expires.
     with transaction.atomic():
         again = Payment.objects.select_for_update().get(pk=locked.pk)
-        _finish_attempt(attempt, outcome=_error_outcome(error), started=started, error=error)
+        finish_attempt(attempt, outcome=error_outcome(error), started=started, error=error)
         if state.move(again, PaymentStatus.REQUIRES_ACTION, strict=False):
             again.next_action = challenge
             again.settle_after = None
@@ -235,7 +229,7 @@ def _abandon(payment_id: str, *, code: str, message: str, stale_before: datetime
         if not locked.gateway_payment_id:
             payment_fail(locked, code=code, message=message)  # nothing exists at the gateway
             return "expired"
-        attempt = _new_attempt(locked, operation=AttemptOperation.CANCEL, gateway=locked.gateway)
+        attempt = new_attempt(locked, operation=AttemptOperation.CANCEL, gateway=locked.gateway)
 
     started = time.monotonic()
     try:
@@ -243,12 +237,12 @@ def _abandon(payment_id: str, *, code: str, message: str, stale_before: datetime
     except GatewayError as error:
         # Unknown, unavailable, or refused because it is no longer cancellable (e.g. approved just now):
         # the payment stays as it is and the next run asks the gateway again.
-        _finish_attempt(attempt, outcome=_error_outcome(error), started=started, error=error)
+        finish_attempt(attempt, outcome=error_outcome(error), started=started, error=error)
         logger.warning("could not close a 3-D Secure payment", extra={"payment": payment_id, "error_code": error.code})
         return "error"
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment_id)
-        _finish_attempt(attempt, outcome=_OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
+        finish_attempt(attempt, outcome=OUTCOME_FROM_GATEWAY[result.status], started=started, result=result)
         if result.status == ChargeStatus.CANCELED:
             payment_fail(locked, code=code, message=message)
         else:

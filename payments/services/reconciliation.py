@@ -65,7 +65,7 @@ from payments.gateways.base import (
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, ReconciliationIssue, ReconciliationRecord, ReconciliationRun, WebhookEvent
 from payments.services import recording
-from payments.services.payments import payment_record_sync
+from payments.services.operations import payment_record_sync
 from smartpay.clock import business_date
 
 logger = logging.getLogger("smartpay.reconciliation")

@@ -171,7 +171,7 @@ def refund_settle(*, refund_id: str, now=None) -> str:
         logger.warning("refund settle check failed", extra={"refund": refund_id, "error_code": error.code})
         _reschedule(refund_id, now)
         return "error"
-    from payments.services.payments import payment_record_sync
+    from payments.services.operations import payment_record_sync
 
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)

@@ -28,13 +28,8 @@ from payments.enums import AttemptOperation, AttemptOutcome, PaymentStatus
 from payments.gateways.base import GatewayError
 from payments.models import Payment
 from payments.services import recording
-from payments.services.payments import (
-    checkout_close,
-    payment_fail,
-    payment_query_gateway,
-    payment_record_sync,
-    schedule_settlement,
-)
+from payments.services.operations import checkout_close, payment_fail, payment_query_gateway, payment_record_sync
+from payments.services.payments import schedule_settlement
 
 logger = logging.getLogger("smartpay.settlement")
 

@@ -26,7 +26,7 @@ from payments.gateways.base import ChargeResult, GatewayError, GatewayNotFound, 
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, WebhookEvent
 from payments.services import recording
-from payments.services.payments import payment_sync
+from payments.services.operations import payment_sync
 
 logger = logging.getLogger("smartpay.webhooks")
 

@@ -40,7 +40,7 @@ from payments import hooks
 from payments.gateways.registry import get_adapter
 from payments.models import Customer, Payment, PaymentAttempt, StrayCharge, WebhookEvent
 from payments.services import recording
-from payments.services.payments import payment_record_sync, payment_sync
+from payments.services.operations import payment_record_sync, payment_sync
 from payments.services.refunds import settle_due_refunds
 from payments.services.settlement import settle_due_payments
 from tests.credits.conftest import plan
