@@ -493,6 +493,18 @@ def _record_submission(*, invoice_id: str, result: pse.SubmissionResult) -> Invo
                     "document rejected",
                     extra={"invoice": invoice.pk, "number": invoice.number, "code": result.response_code},
                 )
+                invoice.refresh_from_db()
+                event_record(
+                    client_app=invoice.client_app,
+                    type="invoice.rejected",
+                    data={
+                        **invoice_event_data(invoice),
+                        "sunat_response_code": invoice.sunat_response_code,
+                        "sunat_description": invoice.sunat_description,
+                    },
+                    dedupe_key=f"invoice.rejected:{invoice.pk}",
+                    object_id=invoice.pk,
+                )
         invoice.refresh_from_db()
         return invoice
 

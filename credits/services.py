@@ -38,6 +38,7 @@ from credits.models import (
 )
 from credits.selectors import EXPIRING_SOON, KIND_ORDER, credit_available
 from notifications.models import OutgoingEvent
+from notifications.selectors import low_balance_threshold
 from notifications.services import event_record
 from payments.enums import PaymentPurpose, PaymentStatus
 from payments.exceptions import CustomerEmailRequired
@@ -189,6 +190,31 @@ class _Ledger:
             return
         CreditLedgerEntry.objects.bulk_create(self.entries)
         self.account.save(update_fields=["balance", "last_entry_seq", "last_entry_id", "updated_at"])
+        _tell_low_balance(self.account, self.entries)
+
+
+def _tell_low_balance(account: CreditAccount, entries: list[CreditLedgerEntry]) -> None:
+    """Record `credits.low_balance` when these rows take the balance from at least the customer's
+    threshold (their preferences', else `CREDITS_LOW_BALANCE_THRESHOLD`) to below it.
+
+    Whatever took it there (consumption, expiry, refund claw-back, staff adjustment), once per
+    crossing: the ledger row that crossed is the dedupe key. Going back up and down again is a new
+    crossing, told again; staying below tells nothing more. In the movement's transaction.
+    """
+    before = entries[0].balance_after - entries[0].amount
+    if account.balance >= before:
+        return  # not a drop: grants and positive adjustments never cross downward
+    threshold = low_balance_threshold(customer_id=account.customer_id)
+    balance = before
+    for entry in entries:
+        if entry.balance_after < threshold <= balance:
+            _event(
+                account,
+                "credits.low_balance",
+                {"available": account.balance, "threshold": threshold, "ledger_entry": entry.id},
+                dedupe_key=entry.id,
+            )
+        balance = entry.balance_after
 
 
 def _event(account: CreditAccount, type_: str, data: dict, dedupe_key: str | None = None) -> None:
@@ -197,6 +223,7 @@ def _event(account: CreditAccount, type_: str, data: dict, dedupe_key: str | Non
         type=type_,
         data={"customer": account.customer_id, **data},
         dedupe_key=dedupe_key,
+        object_id=account.customer_id,  # a customer's credit events reach the app in order
     )
 
 
@@ -348,6 +375,23 @@ def credit_purchase_on_success(payment: Payment) -> None:
         },
         dedupe_key=purchase.id,
     )
+    if purchase.source == PurchaseSource.AUTO_RENEWAL:
+        # Whatever path made the renewal's payment succeed (at once, a webhook, reconciliation).
+        # The renewal row is only read here (already loaded with the account), never locked.
+        renewal = _renewal_of(account)
+        _event(
+            account,
+            "auto_renewal.succeeded",
+            {
+                "auto_renewal": renewal.id if renewal is not None else None,
+                "purchase": purchase.id,
+                "payment": payment.pk,
+                "plan": purchase.plan.code,
+                "credits": sum(lot.granted for lot in lots),
+                "balance": account.balance,
+            },
+            dedupe_key=purchase.id,
+        )
 
 
 def credit_purchase_on_refund(payment: Payment, refund: Refund) -> dict:
@@ -461,11 +505,13 @@ def credit_consume(
 
 
 def _after_balance_drop(account: CreditAccount, *, before: int, after: int, cause: str) -> None:
-    """Below the auto-renewal threshold now and not before: a low-balance event and one renewal, after commit."""
+    """Below the auto-renewal threshold now and not before: one renewal, after commit.
+
+    (`credits.low_balance` is the ledger's business, against the customer's low-balance threshold:
+    `_tell_low_balance`.)"""
     renewal = _renewal_of(account)
     if renewal is None or not renewal.enabled or renewal.threshold is None or not after < renewal.threshold <= before:
         return
-    _event(account, "credits.low_balance", {"available": after, "threshold": renewal.threshold}, dedupe_key=cause)
     _queue_renewal(account.pk, reason="threshold")
 
 

@@ -63,3 +63,28 @@ def delivery_health(*, client_app: ClientApp, now: datetime | None = None) -> De
         skipped=counts[DeliveryState.SKIPPED],
         last_failure=last_failure,
     )
+
+
+# --- Payers' preferences --------------------------------------------------------------------------
+
+
+def customer_preferences_get(*, customer):
+    """The customer's preferences; when none were saved, an unsaved row with the defaults."""
+    from notifications.models import CustomerPreferences
+
+    preferences = CustomerPreferences.objects.filter(customer=customer).first()
+    return preferences if preferences is not None else CustomerPreferences(customer=customer)
+
+
+def low_balance_threshold(*, customer_id: str, preferences=None) -> int:
+    """The credits below which `credits.low_balance` is told for the customer: their preferences'
+    `low_balance_threshold`, else `CREDITS_LOW_BALANCE_THRESHOLD`."""
+    from django.conf import settings
+
+    from notifications.models import CustomerPreferences
+
+    if preferences is None:
+        preferences = CustomerPreferences.objects.filter(customer_id=customer_id).first()
+    if preferences is not None and preferences.low_balance_threshold is not None:
+        return preferences.low_balance_threshold
+    return settings.CREDITS_LOW_BALANCE_THRESHOLD

@@ -3,7 +3,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from notifications.models import DeliveryAttempt, DeliveryState, OutgoingEvent
+from notifications.models import CustomerPreferences, DeliveryAttempt, DeliveryState, Language, OutgoingEvent
 from payments.models import ClientApp
 from smartpay.api.base import StrictSerializer
 
@@ -123,3 +123,89 @@ class WebhookEndpointWriteSerializer(StrictSerializer):
         help_text="An http(s) URL on a public address; empty to stop deliveries.",
     )
     enabled = serializers.BooleanField(required=False)
+
+
+# --- Payers' preferences --------------------------------------------------------------------------
+
+
+class _JsonBooleanField(serializers.BooleanField):
+    """true or false only: "yes", 1 or "true" are refused rather than guessed."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class _ThresholdField(serializers.IntegerField):
+    """A count of credits: a JSON integer only (no strings, decimals or booleans)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class CustomerPreferencesWriteSerializer(StrictSerializer):
+    language = serializers.ChoiceField(
+        choices=Language.choices, required=False, default=Language.ES, help_text="Of the payer's emails."
+    )
+    email_alerts = _JsonBooleanField(
+        required=False,
+        default=True,
+        help_text="Low balance, credits expiring or expired, renewal failed. Receipts and invoices are always sent.",
+    )
+    billing_email = serializers.EmailField(
+        source="extra_billing_email",
+        max_length=254,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Also receives receipts and invoices; empty: nobody else.",
+    )
+    low_balance_threshold = _ThresholdField(
+        min_value=0,
+        max_value=1_000_000_000,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Credits: `credits.low_balance` is told when the balance drops below it. "
+        "null: the server's default (`effective_low_balance_threshold`).",
+    )
+
+
+class CustomerPreferencesSerializer(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    customer = serializers.PrimaryKeyRelatedField(read_only=True)
+    low_balance_threshold = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="The customer's own threshold; null: the server's default."
+    )
+    effective_low_balance_threshold = serializers.SerializerMethodField(
+        help_text="The threshold that applies: `low_balance_threshold`, or the server's default when null."
+    )
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="null: never saved (defaults).")
+    billing_email = serializers.EmailField(
+        source="extra_billing_email", read_only=True, help_text="An extra recipient of receipts and invoices."
+    )
+
+    class Meta:
+        model = CustomerPreferences
+        fields = [
+            "object",
+            "customer",
+            "language",
+            "email_alerts",
+            "billing_email",
+            "low_balance_threshold",
+            "effective_low_balance_threshold",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, obj) -> str:
+        return "customer_preferences"
+
+    def get_effective_low_balance_threshold(self, obj) -> int:
+        from notifications.selectors import low_balance_threshold
+
+        return low_balance_threshold(customer_id=obj.customer_id, preferences=obj)

@@ -11,14 +11,17 @@ from rest_framework.response import Response
 from notifications import selectors, services
 from notifications.api.filters import EventFilter
 from notifications.api.serializers import (
+    CustomerPreferencesSerializer,
+    CustomerPreferencesWriteSerializer,
     EventDetailSerializer,
     EventSerializer,
     WebhookEndpointSecretSerializer,
     WebhookEndpointSerializer,
     WebhookEndpointWriteSerializer,
 )
-from notifications.models import OutgoingEvent
+from notifications.models import CustomerPreferences, OutgoingEvent
 from payments.api.idempotency import idempotency_parameter, idempotent
+from payments.api.mixins import CustomerScopedMixin
 from payments.api.serializers import EmptySerializer
 from payments.models import ClientApp
 from smartpay.api.base import CursorPagination, TenantScopedMixin
@@ -140,3 +143,41 @@ class WebhookSecretRotateView(TenantScopedMixin, GenericAPIView):
         response = Response(WebhookEndpointSecretSerializer(client_app).data)
         response["Cache-Control"] = "no-store"
         return response
+
+
+# --- Payers' preferences --------------------------------------------------------------------------
+
+
+class CustomerPreferencesView(CustomerScopedMixin, GenericAPIView):
+    queryset = CustomerPreferences.objects.none()  # schema introspection only
+    serializer_class = CustomerPreferencesSerializer
+
+    @extend_schema(
+        operation_id="customers_preferences_retrieve",
+        responses={200: CustomerPreferencesSerializer, 404: PROBLEM},
+        description="How the customer (the payer) wants to hear from SmartPay. A customer who never saved "
+        "preferences gets the defaults (`language: es`, `email_alerts: true`, no extra billing email, the "
+        "server's low-balance threshold) and `updated_at: null`.",
+    )
+    def get(self, request, customer_id: str):
+        preferences = selectors.customer_preferences_get(customer=self.get_customer(customer_id))
+        return Response(CustomerPreferencesSerializer(preferences).data)
+
+    @extend_schema(
+        operation_id="customers_preferences_update",
+        request=CustomerPreferencesWriteSerializer,
+        responses={200: CustomerPreferencesSerializer, 400: PROBLEM, 404: PROBLEM},
+        description="Create or replace the customer's preferences; a field left out takes its default. "
+        "`language`: `es` or `en` (400 naming `language` otherwise). `low_balance_threshold`: credits, "
+        "`credits.low_balance` is told when the available balance drops from at least it to below it; "
+        "null uses the server's default. Applies from the next change on.",
+    )
+    def put(self, request, customer_id: str):
+        customer = self.get_customer(customer_id)
+        payload = CustomerPreferencesWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            preferences = services.customer_preferences_update(customer=customer, **payload.validated_data)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return Response(CustomerPreferencesSerializer(preferences).data)
