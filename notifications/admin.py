@@ -185,4 +185,4 @@ def delivery_health_html(client_app: ClientApp):
     return format_html("{}<br>{}<br><strong>Delivery is off</strong> (no URL, disabled or inactive app).", counts, last)
 
 
-from notifications import admin_alerts  # noqa: E402, F401  (alerts in the admin: notifications/admin_alerts.py)
+from notifications import admin_alerts, admin_emails  # noqa: E402, F401  (alerts and payer emails: admin_alerts.py, admin_emails.py)

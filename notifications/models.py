@@ -189,10 +189,17 @@ class SentEmail(models.Model):
     claimed before sending, so a job that runs twice never emails twice."""
 
     PENDING = "pending"
+    SENDING = "sending"  # claimed by one sender (a conditional UPDATE from pending)
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"  # the address bounced or complained: not sent
-    STATUSES = [(PENDING, "Pending"), (SENT, "Sent"), (FAILED, "Failed"), (SUPPRESSED, "Suppressed")]
+    STATUSES = [
+        (PENDING, "Pending"),
+        (SENDING, "Sending"),
+        (SENT, "Sent"),
+        (FAILED, "Failed"),
+        (SUPPRESSED, "Suppressed"),
+    ]
 
     id = PrefixedIdField("eml")
     kind = models.CharField(max_length=30, choices=EmailKind.choices)

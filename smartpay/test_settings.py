@@ -17,6 +17,7 @@ TEST_CELERY_BROKER_URL = _BROKER
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PAYER_EMAILS_ENABLED = False  # outbox holds only what a test is about; tests/notifications/test_emails.py: on
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 SECURE_SSL_REDIRECT = False
 STATIC_ROOT = None  # no collected files in tests; WhiteNoise serves from the finders
