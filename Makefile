@@ -18,6 +18,8 @@ venv: $(STAMP)
 run: $(STAMP)
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
 	DEBUG=true $(BIN)/python manage.py seed_demo
+	DEBUG=true $(BIN)/python manage.py webpush_keys --write .env.webpush
+	set -a; [ ! -f .env.webpush ] || . ./.env.webpush; set +a; \
 	DEBUG=true $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: $(STAMP)
