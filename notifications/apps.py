@@ -6,4 +6,9 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from notifications import alert_tasks  # noqa: F401  (registers the alert tasks with Celery)
+        import notifications.push_tasks  # noqa: F401  (registers the Web Push task with Celery)
+        from notifications import (  # noqa: F401  (payer emails: tasks, bounce receiver)
+            alert_tasks,
+            email_tasks,
+            email_tracking,
+        )

@@ -45,6 +45,13 @@ def event_record(
             raise
         return OutgoingEvent.objects.get(type=type, dedupe_key=dedupe_key)
     _dispatch_after_commit()
+    from notifications.push import PUSH_EVENT_TYPES, push_for_event
+
+    if type in PUSH_EVENT_TYPES:
+        push_for_event(event)  # Web Push to the customer's browsers, queued after the commit
+    from notifications.emails import emails_for_event_safely
+
+    emails_for_event_safely(event)  # the payer's receipt or notice, if any: never raises (own savepoint)
     return event
 
 
@@ -137,3 +144,31 @@ def webhook_secret_rotate(*, client_app: ClientApp) -> ClientApp:
             ]
         )
     return locked
+
+
+# --- Payers' preferences --------------------------------------------------------------------------
+
+_PREFERENCE_FIELDS = ("language", "email_alerts", "extra_billing_email", "low_balance_threshold")
+
+
+def customer_preferences_update(*, customer, **values):
+    """Create or replace the customer's notification preferences (`language`, `email_alerts`,
+    `extra_billing_email`, `low_balance_threshold`; a field not given takes its default).
+
+    Validated by the model (a language other than es|en, a malformed email: ValidationError naming
+    the field; nothing saved). Concurrent first saves end with one row (the OneToOne decides).
+    """
+    from notifications.models import CustomerPreferences
+
+    unknown = sorted(set(values) - set(_PREFERENCE_FIELDS))
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in unknown})
+    defaults = {name: CustomerPreferences._meta.get_field(name).get_default() for name in _PREFERENCE_FIELDS}
+    defaults.update(values)
+    CustomerPreferences(customer=customer, **defaults).full_clean(exclude=["customer"])
+    try:
+        with transaction.atomic():
+            preferences, _ = CustomerPreferences.objects.update_or_create(customer=customer, defaults=defaults)
+    except IntegrityError:
+        preferences, _ = CustomerPreferences.objects.update_or_create(customer=customer, defaults=defaults)
+    return preferences

@@ -244,13 +244,22 @@ CELERY_BEAT_SCHEDULE: dict = {
     "payments-reconcile-yesterday": {"task": "payments.reconcile_yesterday", "schedule": crontab(hour=11, minute=0)},
 }
 
+# --- Credits -------------------------------------------------------------------------------------
+# `credits.low_balance` is told when a customer's available credits drop below this (a customer's
+# preferences may set their own threshold).
+CREDITS_LOW_BALANCE_THRESHOLD = env.int("CREDITS_LOW_BALANCE_THRESHOLD", default=20)
+
 # --- Email (django-anymail) -------------------------------------------------------------------
 POSTMARK_SERVER_TOKEN = env.str("POSTMARK_SERVER_TOKEN", default="")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="SmartPay <no-reply@smartpay.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Basic-auth credentials ("user:password") Postmark's tracking webhook (/anymail/postmark/tracking/)
+# must send; empty: that URL refuses every post.
+ANYMAIL_WEBHOOK_SECRET = env.str("ANYMAIL_WEBHOOK_SECRET", default="")
+ANYMAIL = {"WEBHOOK_SECRET": ANYMAIL_WEBHOOK_SECRET} if ANYMAIL_WEBHOOK_SECRET else {}
 if POSTMARK_SERVER_TOKEN:
     EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
-    ANYMAIL = {"POSTMARK_SERVER_TOKEN": POSTMARK_SERVER_TOKEN}
+    ANYMAIL["POSTMARK_SERVER_TOKEN"] = POSTMARK_SERVER_TOKEN
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
@@ -322,6 +331,13 @@ CELERY_BEAT_SCHEDULE["notifications-dispatch-events"] = {
     "options": {"expires": 10},
 }
 
+# --- Web Push to payers' browsers (VAPID, notifications/push.py) --------------------------------
+# The application server key pair (base64url: 65-byte uncompressed P-256 public point, 32-byte
+# private scalar) and the contact sent in the VAPID JWT (`sub`). Without both keys pushing is off.
+WEBPUSH_VAPID_PUBLIC_KEY = env.str("WEBPUSH_VAPID_PUBLIC_KEY", default="")
+WEBPUSH_VAPID_PRIVATE_KEY = env.str("WEBPUSH_VAPID_PRIVATE_KEY", default="")
+WEBPUSH_VAPID_SUBJECT = env.str("WEBPUSH_VAPID_SUBJECT", default="mailto:soporte@smartpay.local")
+
 # --- Billing ---------------------------------------------------------------------------------
 # The issuer of every invoice (one RUC for the whole service). The default RUC is SUNAT's beta
 # test RUC: documents issued with it are not valid; set your own in production.
@@ -387,6 +403,18 @@ CELERY_BEAT_SCHEDULE["notifications-evaluate-alerts"] = {
     "task": "notifications.evaluate_alerts",
     "schedule": 60.0,
     "options": {"expires": 60},
+}
+
+# --- Emails to payers (receipts, credits notices; notifications/emails.py) ---------------------
+# Off: no receipt or notice is written for new events (client apps that email their payers themselves).
+PAYER_EMAILS_ENABLED = env.bool("PAYER_EMAILS_ENABLED", default=True)
+PAYER_EMAIL_FROM = env.str("PAYER_EMAIL_FROM", default=DEFAULT_FROM_EMAIL)
+PAYER_EMAIL_MESSAGE_STREAM = env.str("PAYER_EMAIL_MESSAGE_STREAM", default="outbound")
+# Every 2 minutes: payer emails a broker outage left `pending`, or whose retry is due.
+CELERY_BEAT_SCHEDULE["notifications-sweep-payer-emails"] = {
+    "task": "notifications.sweep_payer_emails",
+    "schedule": 120.0,
+    "options": {"expires": 120},
 }
 
 # --- Logging: JSON lines with the request id; secrets and card numbers redacted ----------------

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from notifications.email_tracking import PostmarkTrackingView
 from payments.views import checkout_return
 from payments.webhook_views import culqi_webhook, mercadopago_webhook
 from smartpay import health
@@ -21,6 +22,8 @@ urlpatterns = [
     path("checkout/return/<str:payment_id>", checkout_return, name="checkout-return"),
     path("webhooks/mercadopago", mercadopago_webhook, name="webhook-mercadopago"),
     path("webhooks/culqi", culqi_webhook, name="webhook-culqi"),
+    # Postmark's bounce/complaint webhook (anymail, basic auth ANYMAIL_WEBHOOK_SECRET): notifications/email_tracking.py
+    path("anymail/postmark/tracking/", PostmarkTrackingView.as_view(), name="anymail-postmark-tracking"),
 ]
 
 if settings.GATEWAY_MODE == "sandbox":
