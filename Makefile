@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate seed worker beat clean
+.PHONY: run test lint migrate seed worker beat clean audit
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ worker: $(STAMP)
 
 beat: $(STAMP)
 	$(BIN)/celery -A smartpay beat --loglevel=INFO
+
+# Known vulnerabilities in the pinned dependencies (needs the internet: PyPI's advisory database; not run in CI).
+audit: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/pip-audit --requirement requirements.txt --requirement requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles
