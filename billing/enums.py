@@ -56,6 +56,7 @@ class EmailStatus(models.TextChoices):
     FAILED = "failed"  # refused for good (bad address) or out of retries
     UNKNOWN = "unknown"  # it may have been sent (timeout after the request left): staff decide (admin re-send)
     SKIPPED = "skipped"  # no address to send to
+    SUPPRESSED = "suppressed"  # the address bounced or complained (notifications.SuppressedAddress): not sent
 
 
 class CreditNoteReason(models.TextChoices):

@@ -13,7 +13,8 @@ Invariants kept here:
 * a succeeded refund gets exactly one credit note (unique refund), in the refund's transaction;
   the credit notes of an invoice never add up to more than it;
 * issued documents never change (`Invoice.save()`/`update()` refuse it); only delivery state moves;
-* an automatic email is sent at most once per document (see `invoice_email_send`).
+* an automatic email is sent at most once per document (see `invoice_email_send`), never to a
+  suppressed address (bounced or complained: `notifications.models.SuppressedAddress`).
 
 Lock order: payment (held by the caller: payments' success/refund transaction, or the sweep) ->
 series counter. Nothing else is locked while a counter is held, so no cycle is possible. The PSE
@@ -27,10 +28,8 @@ import logging
 from datetime import UTC, timedelta
 
 import requests
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.documents import pdf as pdf_document
@@ -54,6 +53,7 @@ from billing.pse import base as pse
 from billing.pse.registry import get_sender, pse_configured
 from billing.taxes import TaxSplit, igv_split, to_decimal
 from billing.words import amount_in_words
+from notifications.emails import invoice_extra_email_record, invoice_message, is_suppressed
 from notifications.services import event_record
 from payments.enums import PaymentStatus, RefundStatus
 from payments.models import Customer, Payment, Refund
@@ -346,6 +346,7 @@ def _queue_delivery(invoice: Invoice) -> None:
 
     if invoice.email_status == EmailStatus.PENDING:
         enqueue_after_commit(tasks.email_invoice, invoice.pk)
+    invoice_extra_email_record(invoice)  # the copy to the customer's extra billing email, if any
     if pse_configured():
         enqueue_after_commit(tasks.submit_invoice, invoice.pk)
 
@@ -523,32 +524,9 @@ class EmailRetry(Exception):
 
 
 def _email_message(invoice: Invoice, *, to: str):
-    from anymail.message import AnymailMessage
-
-    context = {
-        "invoice": invoice,
-        "title": pdf_document.TITLES[invoice.document_type].capitalize(),
-        "total": f"{to_decimal(invoice.total):,.2f}",
-    }
-    message = AnymailMessage(
-        subject=render_to_string("billing/email/invoice_subject.txt", context).strip(),
-        body=render_to_string("billing/email/invoice.txt", context),
-        from_email=settings.BILLING_EMAIL_FROM,
-        to=[to],
-    )
-    message.attach_alternative(render_to_string("billing/email/invoice.html", context), "text/html")
-    pdf = invoice_pdf(invoice=invoice)
-    message.attach(f"{invoice.issuer_ruc}-{invoice.sunat_code}-{invoice.number}.pdf", pdf, "application/pdf")
-    message.attach(
-        f"{invoice.issuer_ruc}-{invoice.sunat_code}-{invoice.number}.xml",
-        invoice_xml(invoice=invoice),
-        "application/xml",
-    )
-    message.tags = ["invoice"]  # Postmark allows one tag
-    message.metadata = {"invoice_id": invoice.pk, "client_app": invoice.client_app_id}
-    if settings.BILLING_EMAIL_MESSAGE_STREAM:
-        message.esp_extra = {"MessageStream": settings.BILLING_EMAIL_MESSAGE_STREAM}
-    return message
+    """The document's email, as the other payer emails are built (`templates/emails/invoice.<lang>.*`,
+    the customer's language, the payer emails' Postmark stream), PDF and XML attached."""
+    return invoice_message(invoice, to=to)
 
 
 def _never_left(error: BaseException) -> bool:
@@ -627,6 +605,12 @@ def invoice_email_send(*, invoice_id: str) -> str:
     invoice = Invoice.objects.select_related("credited_invoice").get(pk=invoice_id)
     if invoice.email_status not in (EmailStatus.PENDING, EmailStatus.RETRYING) or not invoice.email_to:
         return invoice.email_status
+    if is_suppressed(invoice.email_to):
+        Invoice.objects.filter(pk=invoice.pk, email_status__in=[EmailStatus.PENDING, EmailStatus.RETRYING]).update(
+            email_status=EmailStatus.SUPPRESSED, email_error="address suppressed (bounced or complained)"
+        )
+        logger.info("invoice email not sent: its address is suppressed", extra={"invoice": invoice.pk})
+        return Invoice.objects.values_list("email_status", flat=True).get(pk=invoice.pk)
     message = _email_message(invoice, to=invoice.email_to)
     claimed = Invoice.objects.filter(
         pk=invoice.pk, email_status__in=[EmailStatus.PENDING, EmailStatus.RETRYING]
@@ -648,6 +632,11 @@ def invoice_email_resend(*, invoice: Invoice, to: str = "", actor: str = "") -> 
     to = to or invoice.email_to
     if not to:
         return EmailStatus.SKIPPED
+    if is_suppressed(to):  # lifted only by deleting its suppressed address
+        logger.info(
+            "invoice email not re-sent: its address is suppressed", extra={"invoice": invoice.pk, "actor": actor}
+        )
+        return EmailStatus.SUPPRESSED
     message = _email_message(invoice, to=to)
     claimed = (
         Invoice.objects.filter(pk=invoice.pk)

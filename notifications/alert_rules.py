@@ -11,7 +11,8 @@ A problem that still holds is raised again at each evaluation: its alert counts 
 Backlogs that only a person clears (failed webhook events, failed event deliveries, rejected
 documents, failed reconciliation runs) are looked for over the last LOOKBACK.
 
-Not covered: bouncing email (nothing records bounces yet: no model tracks them).
+Bouncing email is raised where a bounce or complaint suppresses an address
+(`notifications.emails`), and resolved when staff lift the suppression.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@
   `payment.refunded` → refund receipt (both also to the customer's `extra_billing_email`);
   `credits.low_balance`, `credits.expiring`, `credits.expired`, `auto_renewal.failed` → a notice,
   only when the customer's `email_alerts` is on (default on). Receipts go to the payment's email,
-  else its customer's; notices to the customer's email.
+  else its customer's; notices to the customer's email. Invoices: billing emails the document's
+  recipient itself (claimed on `Invoice.email_status`) with `invoice_message`; its copy to the
+  customer's `extra_billing_email` is a row here (`invoice_extra_email_record`, at issue).
 * **At most once.** One `SentEmail` row per (kind, subject key, recipient): the unique constraint
   decides (`INSERT … ON CONFLICT DO NOTHING`). Sending claims the row with one conditional UPDATE
   (`pending` → `sending`, attempts + 1), so two workers, a task that runs twice, or the sweep
@@ -274,16 +276,13 @@ EMAIL_BOUNCING = "email_bouncing"
 
 
 def _raise_alert(address: str, reason: str, detail: str) -> None:
-    try:
-        from notifications.alerts import alert_raise_safely
-    except ImportError:  # pragma: no cover (alerts are optional for this module)
-        return
+    from notifications.alerts import alert_raise_safely
     from notifications.models import AlertSeverity
 
     alert_raise_safely(
         kind=EMAIL_BOUNCING,
         dedupe_key=address,
-        severity=AlertSeverity.INFO,  # on the panel; one payer's address is not worth an ops email
+        severity=AlertSeverity.WARNING,  # a payer no longer gets receipts or invoices: staff are told
         title=f"Emails to {address} are suppressed ({reason})",
         detail=(detail or "")[:1000] + "\nNothing more is emailed to it until staff delete its suppressed address.",
         context={"address": address, "reason": reason},
@@ -296,22 +295,90 @@ def _raise_alert(address: str, reason: str, detail: str) -> None:
 def build_message(email: SentEmail) -> EmailMultiAlternatives:
     """The email as it is sent now: subject and text from `emails/<kind>.<lang>.txt` (first line: the
     subject), HTML from `emails/<kind>.<lang>.html`; Postmark stream, tag and metadata set."""
+    if email.kind == EmailKind.INVOICE:  # the extra billing email's copy of an invoice
+        from billing.models import Invoice
+
+        invoice = Invoice.objects.select_related("credited_invoice").get(pk=email.subject_key)
+        message = invoice_message(invoice, to=email.recipient)
+        message.metadata = {"sent_email": email.pk, "kind": email.kind, "invoice_id": invoice.pk}
+        return message
     language = _language(email.customer_id)
     context = {**_context(email), "language": language}
-    text = render_to_string(f"emails/{email.kind}.{language}.txt", context)
-    subject, _, body = text.lstrip().partition("\n")
-    message = EmailMultiAlternatives(
-        subject=subject.strip(),
-        body=body.lstrip("\n"),
-        from_email=settings.PAYER_EMAIL_FROM,
-        to=[email.recipient],
-    )
-    message.attach_alternative(render_to_string(f"emails/{email.kind}.{language}.html", context), "text/html")
-    message.tags = [email.kind]  # Postmark keeps one tag
+    message = _render(email.kind, language, context, to=email.recipient, from_email=settings.PAYER_EMAIL_FROM)
     message.metadata = {"sent_email": email.pk, "kind": email.kind}
+    return message
+
+
+def _render(kind: str, language: str, context: dict, *, to: str, from_email: str) -> EmailMultiAlternatives:
+    """`emails/<kind>.<lang>.txt` (first line: the subject) and `.html`, the kind as Postmark's tag,
+    the payer emails' message stream."""
+    text = render_to_string(f"emails/{kind}.{language}.txt", context)
+    subject, _, body = text.lstrip().partition("\n")
+    message = EmailMultiAlternatives(subject=subject.strip(), body=body.lstrip("\n"), from_email=from_email, to=[to])
+    message.attach_alternative(render_to_string(f"emails/{kind}.{language}.html", context), "text/html")
+    message.tags = [kind]  # Postmark keeps one tag
     if settings.PAYER_EMAIL_MESSAGE_STREAM:
         message.esp_extra = {"MessageStream": settings.PAYER_EMAIL_MESSAGE_STREAM}
     return message
+
+
+# --- Invoices (billing claims the main recipient's email; the extra billing email is a row here) -------
+
+INVOICE_TITLES_EN = {  # by billing's DocumentType (Spanish: billing.documents.pdf.TITLES)
+    "boleta": "Electronic sales receipt (boleta)",
+    "factura": "Electronic invoice (factura)",
+    "credit_note": "Electronic credit note",
+}
+
+
+def invoice_message(invoice, *, to: str) -> EmailMultiAlternatives:
+    """A billing document's email (boletas, facturas, credit notes) in its customer's language, its
+    PDF and XML attached, from `BILLING_EMAIL_FROM`, tag `invoice`, the payer emails' stream."""
+    from billing.documents.pdf import TITLES
+    from billing.services import invoice_pdf, invoice_xml
+    from billing.taxes import to_decimal
+
+    language = _language(invoice.customer_id)
+    if language == Language.EN:
+        title = INVOICE_TITLES_EN[invoice.document_type]
+    else:
+        title = TITLES[invoice.document_type].capitalize()
+    context = {"invoice": invoice, "title": title, "total": f"{to_decimal(invoice.total):,.2f}", "language": language}
+    message = _render(EmailKind.INVOICE, language, context, to=to, from_email=settings.BILLING_EMAIL_FROM)
+    name = f"{invoice.issuer_ruc}-{invoice.sunat_code}-{invoice.number}"
+    message.attach(f"{name}.pdf", invoice_pdf(invoice=invoice), "application/pdf")
+    message.attach(f"{name}.xml", invoice_xml(invoice=invoice), "application/xml")
+    message.metadata = {"invoice_id": invoice.pk, "client_app": invoice.client_app_id}
+    return message
+
+
+def invoice_extra_email_record(invoice) -> SentEmail | None:
+    """Inside the transaction that issues `invoice`: a `pending` row for its copy to the customer's
+    `extra_billing_email` (unless it is the invoice's own recipient), queued after commit. Never
+    raises (the document matters more than its copy); `PAYER_EMAILS_ENABLED=false`: nothing."""
+    if not settings.PAYER_EMAILS_ENABLED or not invoice.customer_id:
+        return None
+    try:
+        with transaction.atomic():
+            extra = (
+                CustomerPreferences.objects.filter(customer_id=invoice.customer_id)
+                .values_list("extra_billing_email", flat=True)
+                .first()
+            )
+            address = (extra or "").strip().lower()
+            if not address or address == (invoice.email_to or "").strip().lower():
+                return None
+            row = SentEmail(
+                kind=EmailKind.INVOICE, subject_key=invoice.pk, recipient=address, customer_id=invoice.customer_id
+            )
+            SentEmail.objects.bulk_create([row], ignore_conflicts=True)
+    except Exception:
+        logger.exception("invoice copy to the extra billing email not recorded", extra={"invoice": invoice.pk})
+        return None
+    from notifications.email_tasks import send_payer_email
+
+    enqueue_after_commit(send_payer_email, row.pk)  # already there: its task finds it not `pending` and stops
+    return row
 
 
 def _language(customer_id: str | None) -> str:

@@ -378,9 +378,8 @@ BILLING_PSE_READ_TIMEOUT = env.float("BILLING_PSE_READ_TIMEOUT", default=30.0)
 # Optional XMLDSig signature of the UBL files we keep: PEM private key and certificate files.
 BILLING_SIGNING_KEY_FILE = env.str("BILLING_SIGNING_KEY_FILE", default="")
 BILLING_SIGNING_CERT_FILE = env.str("BILLING_SIGNING_CERT_FILE", default="")
-# Invoice emails: sender, and the Postmark message stream they go through (transactional).
+# Invoice emails' sender (their Postmark stream is the payer emails' PAYER_EMAIL_MESSAGE_STREAM).
 BILLING_EMAIL_FROM = env.str("BILLING_EMAIL_FROM", default=DEFAULT_FROM_EMAIL)
-BILLING_EMAIL_MESSAGE_STREAM = env.str("BILLING_EMAIL_MESSAGE_STREAM", default="outbound")
 # Two API fields are called `document_type` (a profile's DNI/RUC/..., an invoice's boleta/factura/...).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),

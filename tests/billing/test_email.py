@@ -156,7 +156,7 @@ def test_a_stuck_claim_becomes_unknown(api, wire):
 
 def test_anymail_sees_the_postmark_stream_tag_and_metadata(api, wire, settings):
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
-    settings.BILLING_EMAIL_MESSAGE_STREAM = "invoices"
+    settings.PAYER_EMAIL_MESSAGE_STREAM = "invoices"  # the payer emails' stream
     invoice = Invoice.objects.get(payment_id=pay(api)["id"])
     (message,) = mail.outbox
     params = message.anymail_test_params
@@ -184,7 +184,7 @@ def test_no_address_no_email(client_app, django_capture_on_commit_callbacks):
 def test_through_postmark_the_message_has_the_stream_and_the_pdf(api, wire, settings):
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "server-token-test"}
-    settings.BILLING_EMAIL_MESSAGE_STREAM = "outbound"
+    settings.PAYER_EMAIL_MESSAGE_STREAM = "outbound"
     wire.mock.post(
         "https://api.postmarkapp.com/email",
         json={
