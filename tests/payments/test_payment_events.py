@@ -83,3 +83,41 @@ def test_a_webhook_racing_the_direct_answer_makes_one_event(require_postgres, ap
     payment = pay(api, amount=2000)
     assert payment.status == "succeeded"
     assert [e.type for e in events(payment)] == ["payment.succeeded"]
+
+
+@pytest.mark.django_db
+def test_requires_action_is_told_once_per_attempt_and_canceled_once(client_app):
+    from django.db import transaction
+
+    from payments import state
+    from payments.models import PaymentAttempt
+
+    payment = Payment.objects.create(
+        client_app=client_app, amount=1000, currency="PEN", email="p@example.com", gateway="culqi", status="processing"
+    )
+
+    def attempt(number):
+        PaymentAttempt.objects.create(
+            payment=payment, number=number, operation="charge", gateway="culqi", idempotency_key=f"k{number}"
+        )
+
+    def move(target):
+        with transaction.atomic():
+            locked = Payment.objects.select_for_update().get(pk=payment.pk)
+            state.move(locked, target, strict=False)
+            locked.save()
+
+    attempt(1)
+    move("requires_action")
+    move("requires_action")  # recorded again by another path: no second event
+    move("processing")  # the confirm went out...
+    attempt(2)
+    move("requires_action")  # ...and the gateway asked again: a new challenge, a new event
+    move("canceled")
+    move("canceled")
+    assert [e.type for e in events(payment)] == [
+        "payment.requires_action",
+        "payment.requires_action",
+        "payment.canceled",
+    ]
+    assert {e.data["status"] for e in events(payment, "payment.canceled")} == {"canceled"}
