@@ -27,7 +27,6 @@ import contextlib
 import logging
 from datetime import UTC, timedelta
 
-import requests
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
@@ -58,6 +57,7 @@ from notifications.services import event_record
 from payments.enums import PaymentStatus, RefundStatus
 from payments.models import Customer, Payment, Refund
 from smartpay.clock import business_date
+from smartpay.outbound import request_never_left
 from smartpay.queueing import enqueue, enqueue_after_commit
 
 logger = logging.getLogger("smartpay.billing")
@@ -529,26 +529,6 @@ def _email_message(invoice: Invoice, *, to: str):
     return invoice_message(invoice, to=to)
 
 
-def _never_left(error: BaseException) -> bool:
-    """True when the request certainly did not reach the provider (no connection was made)."""
-    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, (requests.ConnectTimeout, ConnectTimeoutError, NewConnectionError)):
-            return True
-        nested = [arg for arg in getattr(error, "args", ()) if isinstance(arg, BaseException)]
-        reason = getattr(error, "reason", None)
-        error = (
-            error.__cause__
-            or error.__context__
-            or (nested[0] if nested else None)
-            or (reason if isinstance(reason, BaseException) else None)
-        )
-    return False
-
-
 def _deliver(invoice: Invoice, message) -> None:
     """Send a message whose document is claimed (`sending`) and record what became of it.
 
@@ -573,7 +553,7 @@ def _deliver(invoice: Invoice, message) -> None:
         if status is not None:
             rows.update(email_status=EmailStatus.FAILED, email_error=str(error)[:300])
             return
-        if _never_left(error):
+        if request_never_left(error):
             rows.update(email_status=EmailStatus.RETRYING, email_error="no connection", email_claimed_at=None)
             raise EmailRetry("no connection to the provider") from error
         rows.update(email_status=EmailStatus.UNKNOWN, email_error=str(error)[:300])

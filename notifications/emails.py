@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from notifications.models import CustomerPreferences, EmailKind, Language, OutgoingEvent, SentEmail, SuppressedAddress
 from smartpay.clock import business_time
+from smartpay.outbound import request_never_left
 from smartpay.queueing import enqueue, enqueue_after_commit
 
 logger = logging.getLogger("smartpay.notifications")
@@ -199,6 +200,12 @@ def _deliver(email: SentEmail, message: EmailMultiAlternatives) -> None:
             claimed.update(status=SentEmail.FAILED, last_error=f"HTTP {status}: {_describe(error)}"[:300])
             return
         what = f"HTTP {status}" if status is not None else f"no answer: {_describe(error).splitlines()[0]}"
+        if status is None and not request_never_left(error):
+            # The request may have reached Postmark (a read timeout, a dropped connection): sending it
+            # again could email the payer twice, so it is not retried; staff see it failed.
+            claimed.update(status=SentEmail.FAILED, last_error=f"{what}; it may have been sent: not sent again"[:300])
+            logger.error("payer email may or may not have been sent", extra={"email": email.pk})
+            return
         attempts = SentEmail.objects.values_list("attempts", flat=True).get(pk=email.pk)
         if attempts >= MAX_ATTEMPTS:
             claimed.update(status=SentEmail.FAILED, last_error=f"{what} (after {attempts} tries)"[:300])

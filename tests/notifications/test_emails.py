@@ -138,7 +138,7 @@ def test_a_postmark_5xx_is_retried_then_sent_once(api, wire):
 
 
 def test_postmark_down_for_every_try_ends_failed(api, wire):
-    with mock.patch.object(LocmemBackend, "send_messages", side_effect=AnymailAPIError("timed out")):
+    with mock.patch.object(LocmemBackend, "send_messages", side_effect=AnymailAPIError("down", status_code=503)):
         pay(api, amount=2500)
         for minutes in (2, 6, 16, 46, 121, 300):
             emails_sweep(now=later(minutes))
@@ -301,3 +301,59 @@ def test_turned_off_no_email_is_recorded(api, wire, settings):
     settings.PAYER_EMAILS_ENABLED = False
     pay(api, amount=2500)
     assert not SentEmail.objects.exists()
+
+
+def _no_answer(cause: BaseException) -> AnymailAPIError:
+    """Anymail's error for a request that got no HTTP answer, raised from the transport's error."""
+    try:
+        raise cause
+    except BaseException as transport:
+        try:
+            raise AnymailAPIError(f"no answer: {transport}") from transport
+        except AnymailAPIError as error:
+            return error
+
+
+def test_an_answer_lost_after_sending_is_never_sent_again(api, wire):
+    import requests
+
+    lost = _no_answer(requests.ReadTimeout("read timed out"))
+    real_send = LocmemBackend.send_messages
+    receipts = []
+
+    def answer_lost(self, messages):
+        if messages[0].tags == ["payment_receipt"]:
+            receipts.append(1)
+            raise lost
+        return real_send(self, messages)
+
+    with mock.patch.object(LocmemBackend, "send_messages", answer_lost):
+        pay(api, amount=2500)
+        for minutes in (2, 6, 16, 46):
+            emails_sweep(now=later(minutes))
+    email = SentEmail.objects.get(kind="payment_receipt")
+    assert (email.status, email.attempts, len(receipts)) == ("failed", 1, 1)  # may have been sent: once
+    assert "may have been sent" in email.last_error
+
+
+def test_no_connection_to_postmark_is_retried_and_sent_once(api, wire):
+    import requests
+
+    refused = _no_answer(requests.ConnectTimeout("connect timed out"))
+    real_send = LocmemBackend.send_messages
+    calls = []
+
+    def flaky(self, messages):
+        if messages[0].tags == ["payment_receipt"]:
+            calls.append(1)
+            if len(calls) == 1:
+                raise refused
+        return real_send(self, messages)
+
+    with mock.patch.object(LocmemBackend, "send_messages", flaky):
+        pay(api, amount=2500)
+        emails_sweep(now=later(2))
+        emails_sweep(now=later(6))
+    email = SentEmail.objects.get(kind="payment_receipt")
+    assert (email.status, email.attempts) == ("sent", 2)
+    assert len(of_kind("payment_receipt")) == 1
