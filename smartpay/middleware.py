@@ -1,10 +1,16 @@
+import re
 from datetime import UTC
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.utils import timezone
 
 from smartpay import request_context
 from smartpay.api.errors import problem_response
+
+# A JSON NUL escape: backslash-u-0000 after an even run of other backslashes (an escaped backslash
+# followed by the text "u0000" is no NUL).
+NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class RequestIdMiddleware:
@@ -45,6 +51,34 @@ class BodySizeLimitMiddleware:
                 detail=f"The request body may be at most {settings.MAX_REQUEST_BODY_BYTES} bytes.",
             )
         return self.get_response(request)
+
+
+class NulCharacterMiddleware:
+    """Answers 400 for a NUL character (`%00`, `\\u0000`) anywhere in a request: path, query string or
+    JSON body. PostgreSQL cannot store one in text, so it would otherwise fail deep in a query (500);
+    no legitimate id, filter, metadata key or gateway event id contains one."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if self._has_nul(request):
+            return problem_response(
+                status=400,
+                code="malformed_request",
+                title="Malformed request",
+                detail="NUL characters (%00, \\u0000) are not accepted anywhere in a request.",
+            )
+        return self.get_response(request)
+
+    @staticmethod
+    def _has_nul(request) -> bool:
+        if "\x00" in request.path or "\x00" in unquote(request.META.get("QUERY_STRING", "")):
+            return True
+        if "json" not in (request.content_type or ""):
+            return False
+        body = request.body  # already bounded by BodySizeLimitMiddleware
+        return b"\x00" in body or NUL_ESCAPE.search(body) is not None
 
 
 class ApiTimezoneMiddleware:

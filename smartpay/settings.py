@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "smartpay.middleware.BodySizeLimitMiddleware",
+    "smartpay.middleware.NulCharacterMiddleware",
     "smartpay.middleware.ApiTimezoneMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
