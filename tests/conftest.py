@@ -5,6 +5,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from payments.services.clients import api_key_issue, client_app_create
+from tests.transport_faults import servers  # noqa: F401 (a fixture: FaultyServers closed after each test)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -215,3 +216,18 @@ def connection_dropped() -> requests.ConnectionError:
 
     inner = RemoteDisconnected("Remote end closed connection without response")
     return requests.ConnectionError(ProtocolError("Connection aborted.", inner))
+
+
+@pytest.fixture
+def servers():
+    """`servers(behaviour, **kwargs)` starts a FaultyServer; every one started is closed afterwards."""
+    started = []
+
+    def start(behaviour, **kwargs):
+        server = FaultyServer(behaviour, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()

@@ -18,29 +18,11 @@ from notifications.emails import card_of, emails_sweep
 from notifications.models import CustomerPreferences, SentEmail, SuppressedAddress
 from notifications.services import event_record
 from payments.models import Customer, Payment, PaymentAttempt
-from tests.billing.conftest import Wire, pay
-from tests.culqi_wire import culqi_on_the_wire
+from tests.billing.conftest import pay
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("payer_emails")]
 
 TRACKING = "/anymail/postmark/tracking/"
-
-
-@pytest.fixture
-def wire(settings):
-    with culqi_on_the_wire(settings, Wire) as culqi:
-        yield culqi
-
-
-@pytest.fixture
-def customer(client_app):
-    return Customer.objects.create(client_app=client_app, email="ana@example.pe", name="Ana Quispe")
-
-
-@pytest.fixture(autouse=True)
-def payer_emails(settings):
-    settings.PAYER_EMAILS_ENABLED = True
-    settings.PAYER_EMAIL_MESSAGE_STREAM = "outbound"
 
 
 def of_kind(kind: str) -> list:

@@ -13,28 +13,9 @@ from billing.models import Invoice
 from notifications import email_tasks
 from notifications.emails import emails_sweep
 from notifications.models import CustomerPreferences, SentEmail, SuppressedAddress
-from payments.models import Customer
-from tests.billing.conftest import Wire, pay
-from tests.culqi_wire import culqi_on_the_wire
+from tests.billing.conftest import pay
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def wire(settings):
-    with culqi_on_the_wire(settings, Wire) as culqi:
-        yield culqi
-
-
-@pytest.fixture
-def customer(client_app):
-    return Customer.objects.create(client_app=client_app, email="ana@example.pe", name="Ana Quispe")
-
-
-@pytest.fixture(autouse=True)
-def payer_emails(settings):
-    settings.PAYER_EMAILS_ENABLED = True
-    settings.PAYER_EMAIL_MESSAGE_STREAM = "outbound"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("payer_emails")]
 
 
 def invoice_emails() -> list:

@@ -19,7 +19,7 @@ from payments.gateways import registry
 from payments.models import Customer, GatewayCard, Payment, PaymentMethod, Refund, RoutingRule
 from payments.services.settlement import settle_due_payments
 from tests.payments.conftest import MP_BASE
-from tests.transport_faults import FaultyServer, closed_port_url, connection_dropped, connection_refused
+from tests.transport_faults import closed_port_url, connection_dropped, connection_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -36,20 +36,6 @@ def clean_breakers(gateways):
     yield
     for name in ("culqi", "mercadopago"):
         breaker.reset(name)
-
-
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(behaviour, **kwargs):
-        server = FaultyServer(behaviour, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def point(settings, gateway: str, base: str) -> None:

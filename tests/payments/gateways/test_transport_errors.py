@@ -35,7 +35,7 @@ from payments.gateways.base import (
 )
 from payments.gateways.culqi import CulqiAdapter
 from payments.gateways.mercadopago import MercadoPagoAdapter
-from tests.transport_faults import FaultyServer, closed_port_url
+from tests.transport_faults import closed_port_url
 
 # A URL with a secret in its path, as Mercado Pago's GET /v1/card_tokens/{token} has: it must never
 # reach an error message.
@@ -203,20 +203,6 @@ def test_messages_say_what_failed_without_urls():
 
 
 # --- The adapters against real servers ------------------------------------------------------------------
-
-
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(behaviour, **kwargs):
-        server = FaultyServer(behaviour, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def culqi(
