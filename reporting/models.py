@@ -60,6 +60,7 @@ class DailyRollup(models.Model):
             models.UniqueConstraint(fields=["day", "client_app", "currency", "gateway"], name="daily_rollup_once"),
         ]
         indexes = [models.Index(fields=["currency", "day"], name="daily_rollup_currency_day_idx")]
+        permissions = [("view_dashboard", "Can view the reporting dashboard")]
 
     def __str__(self) -> str:
         return f"{self.day} {self.client_app_id} {self.currency} {self.gateway or '-'}"

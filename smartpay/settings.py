@@ -417,6 +417,37 @@ CELERY_BEAT_SCHEDULE["notifications-sweep-payer-emails"] = {
     "options": {"expires": 120},
 }
 
+# --- Reporting (reporting/: dashboard, period reports, rollups, /metrics) ------------------------
+# Uploaded report files (period reports) live in the default storage under MEDIA_ROOT.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+MEDIA_URL = "media/"  # never served directly: downloads go through permission-checked views
+REPORT_MAX_DAYS = env.int("REPORT_MAX_DAYS", default=366)  # a longer range is a 400
+# The weekly and monthly finance reports (XLSX attached) go to these addresses; empty: nobody.
+FINANCE_REPORT_EMAILS = env.list("FINANCE_REPORT_EMAILS", default=[])
+FINANCE_REPORT_CURRENCIES = env.list("FINANCE_REPORT_CURRENCIES", default=["PEN", "USD"])
+# /metrics (Prometheus): allowed with `Authorization: Bearer <METRICS_TOKEN>` when a token is set,
+# or from these networks (default: this machine only).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+# Rollups of the last days are recomputed every hour (late outcomes, refunds); older days on demand.
+REPORTING_ROLLUP_RECENT_DAYS = env.int("REPORTING_ROLLUP_RECENT_DAYS", default=3)
+CELERY_BEAT_SCHEDULE["reporting-rollup-recent-days"] = {
+    "task": "reporting.rollup_recent_days",
+    "schedule": crontab(minute=7),
+    "options": {"expires": 3000},
+}
+# Mondays 07:00 and the 1st 07:30 in Lima (12:00 and 12:30 UTC): last week's and last month's report.
+CELERY_BEAT_SCHEDULE["reporting-weekly-report"] = {
+    "task": "reporting.send_periodic_reports",
+    "schedule": crontab(day_of_week=1, hour=12, minute=0),
+    "kwargs": {"schedule": "weekly"},
+}
+CELERY_BEAT_SCHEDULE["reporting-monthly-report"] = {
+    "task": "reporting.send_periodic_reports",
+    "schedule": crontab(day_of_month=1, hour=12, minute=30),
+    "kwargs": {"schedule": "monthly"},
+}
+
 # --- Logging: JSON lines with the request id; secrets and card numbers redacted ----------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -23,3 +23,7 @@ SECURE_SSL_REDIRECT = False
 STATIC_ROOT = None  # no collected files in tests; WhiteNoise serves from the finders
 WHITENOISE_USE_FINDERS = True
 GATEWAY_RETRY_BASE_SECONDS = 0.01  # keep retry back-off sleeps short in tests
+# Report files go to a throwaway directory per test run, never into the checkout.
+import tempfile as _tempfile  # noqa: E402
+
+MEDIA_ROOT = _tempfile.mkdtemp(prefix="smartpay-test-media-")

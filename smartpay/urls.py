@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from notifications.email_tracking import PostmarkTrackingView
 from payments.views import checkout_return
 from payments.webhook_views import culqi_webhook, mercadopago_webhook
+from reporting.metrics import prometheus_metrics
 from smartpay import health
 from smartpay.api.errors import problem_response
 
@@ -19,6 +20,9 @@ urlpatterns = [
     path("api/v1/", include("credits.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("notifications.api.urls")),
+    path("api/v1/", include("reporting.api.urls")),
+    # Prometheus scrape endpoint (token or allowed networks): reporting/metrics.py
+    path("metrics", prometheus_metrics, name="metrics"),
     path("checkout/return/<str:payment_id>", checkout_return, name="checkout-return"),
     path("webhooks/mercadopago", mercadopago_webhook, name="webhook-mercadopago"),
     path("webhooks/culqi", culqi_webhook, name="webhook-culqi"),

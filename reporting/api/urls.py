@@ -1,0 +1,3 @@
+"""`POST /api/v1/reports`, `GET /api/v1/reports/{id}` (and its download) for a client app's own data."""
+
+urlpatterns: list = []
