@@ -1,6 +1,7 @@
 import django_filters
 
 from notifications.models import DeliveryState, OutgoingEvent
+from smartpay.api.filters import BoundedIsoDateTimeFilter
 
 # The event types of the contract ("Events out"). A type not listed here is a 400 on the filter,
 # not an empty list, so a typo never looks like "no events".
@@ -24,8 +25,8 @@ EVENT_TYPES = [
 class EventFilter(django_filters.FilterSet):
     type = django_filters.ChoiceFilter(choices=[(name, name) for name in EVENT_TYPES])
     delivery_state = django_filters.ChoiceFilter(choices=DeliveryState.choices)
-    created_gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_lt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_gte = BoundedIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_lt = BoundedIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = OutgoingEvent

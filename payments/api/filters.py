@@ -2,6 +2,7 @@ import django_filters
 
 from payments.enums import Currency, PaymentStatus
 from payments.models import Payment
+from smartpay.api.filters import BoundedIsoDateTimeFilter
 
 
 class PaymentFilter(django_filters.FilterSet):
@@ -9,8 +10,8 @@ class PaymentFilter(django_filters.FilterSet):
     customer = django_filters.CharFilter(field_name="customer_id")
     gateway = django_filters.CharFilter()
     currency = django_filters.ChoiceFilter(choices=Currency.choices)
-    created_gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_lt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_gte = BoundedIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_lt = BoundedIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Payment
