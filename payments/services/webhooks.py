@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from payments.gateways.registry import get_adapter
 from payments.models import Payment, WebhookEvent
 from payments.services import recording
 from payments.services.operations import payment_sync
+from smartpay import jsonsafe
 
 logger = logging.getLogger("smartpay.webhooks")
 
@@ -127,7 +127,7 @@ def parse_mercadopago(*, query: dict, body: bytes, headers: dict) -> Delivery:
         marker = headers.get("x-request-id") or hashlib.sha256(body or b"").hexdigest()[:16]
         return Delivery("mercadopago", f"ipn:{topic}:{resource_id}:{marker}", topic, resource_id)
     try:
-        payload = json.loads(body or b"{}")
+        payload = jsonsafe.loads(body or b"{}")
     except ValueError:
         raise WebhookMalformed("body is not JSON") from None
     if not isinstance(payload, dict):
@@ -146,7 +146,7 @@ def _culqi_data(payload: dict) -> dict:
     data = payload.get("data")
     if isinstance(data, str):  # Culqi sends `data` as a JSON-encoded string
         try:
-            data = json.loads(data)
+            data = jsonsafe.loads(data)
         except ValueError:
             raise WebhookMalformed("data is not JSON") from None
     if not isinstance(data, dict):
@@ -156,7 +156,7 @@ def _culqi_data(payload: dict) -> dict:
 
 def parse_culqi(*, body: bytes) -> Delivery:
     try:
-        payload = json.loads(body or b"{}")
+        payload = jsonsafe.loads(body or b"{}")
     except ValueError:
         raise WebhookMalformed("body is not JSON") from None
     if not isinstance(payload, dict) or not payload.get("id") or not payload.get("type"):
