@@ -785,11 +785,19 @@ def _metadata(reference: str, extra: Mapping[str, Any]) -> dict[str, str]:
     return metadata
 
 
+def _name_part(part: str, default: str) -> str:
+    """Culqi wants 2 to 50 characters per name: an initial gets its full stop ("J" -> "J.")."""
+    part = part.strip()[:NAME_MAX].strip()
+    if not part:
+        return default
+    return part if len(part) >= 2 else f"{part}."
+
+
 def _split_name(name: str) -> tuple[str, str]:
     parts = (name or "").split(None, 1)
-    first = parts[0] if parts else DEFAULT_FIRST_NAME
-    last = parts[1] if len(parts) > 1 else DEFAULT_LAST_NAME
-    return first[:NAME_MAX], last[:NAME_MAX]
+    first = parts[0] if parts else ""
+    last = parts[1] if len(parts) > 1 else ""
+    return _name_part(first, DEFAULT_FIRST_NAME), _name_part(last, DEFAULT_LAST_NAME)
 
 
 def _phone(phone: str) -> str:

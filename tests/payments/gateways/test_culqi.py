@@ -849,6 +849,28 @@ def test_save_card_new_customer_defaults(adapter, rsps):
     assert (sent["first_name"], sent["last_name"], sent["phone_number"]) == ("Cliente", "SmartPay", "999999999")
 
 
+@pytest.mark.parametrize(
+    ("name", "first", "last"),
+    [
+        ("J Pérez", "J.", "Pérez"),
+        ("Ana B", "Ana", "B."),
+        ("X", "X.", "SmartPay"),
+        ("   ", "Cliente", "SmartPay"),
+        ("A" * 60 + " Quispe", "A" * 50, "Quispe"),
+    ],
+)
+def test_save_card_names_fit_culqis_two_to_fifty_characters(adapter, rsps, name, first, last):
+    """Culqi refuses a first or last name shorter than 2 characters (its customer validation)."""
+    rsps.post(f"{API}/v2/customers", json=load("customer"), status=201)
+    rsps.post(f"{API}/v2/cards", json=load("card"), status=201)
+
+    adapter.save_card(save_card_request(name=name))
+
+    sent = sent_json(rsps.calls[0])
+    assert (sent["first_name"], sent["last_name"]) == (first, last)
+    assert all(2 <= len(sent[key]) <= 50 for key in ("first_name", "last_name"))
+
+
 def test_save_card_for_an_existing_customer(adapter, rsps):
     rsps.post(f"{API}/v2/cards", json=load("card"), status=201)
 
