@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from smartpay import request_context
 from smartpay.api.errors import problem_response
+from smartpay.wsgi_body import is_chunked
 
 # A JSON NUL escape: backslash-u-0000 after an even run of other backslashes (an escaped backslash
 # followed by the text "u0000" is no NUL).
@@ -33,12 +34,21 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Answers 413 for a declared body over MAX_REQUEST_BODY_BYTES before anything reads it."""
+    """Answers 413 for a declared body over MAX_REQUEST_BODY_BYTES before anything reads it, and 411
+    for a chunked body the server left undecoded."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if is_chunked(request.META) and not request.META.get("CONTENT_LENGTH"):
+            # The server did not de-chunk it (smartpay/wsgi_body.py): its body would read as empty.
+            return problem_response(
+                status=411,
+                code="length_required",
+                title="Length required",
+                detail="Send the body with a Content-Length header (chunked bodies are not accepted here).",
+            )
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
