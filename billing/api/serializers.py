@@ -43,6 +43,9 @@ class BillingProfileWriteSerializer(StrictSerializer):
 class BillingProfileSerializer(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     customer = serializers.PrimaryKeyRelatedField(read_only=True)
+    invoice_email = serializers.SerializerMethodField(
+        help_text="Where invoices are emailed; null: the customer's own email."
+    )
 
     class Meta:
         model = BillingProfile
@@ -63,6 +66,10 @@ class BillingProfileSerializer(serializers.ModelSerializer):
     def get_object(self, obj) -> str:
         return "billing_profile"
 
+    @extend_schema_field(serializers.EmailField(allow_null=True))
+    def get_invoice_email(self, obj) -> str | None:
+        return obj.invoice_email or None
+
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
     class Meta:
@@ -81,11 +88,16 @@ class InvoiceSerializer(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     number = serializers.CharField(read_only=True, help_text="SERIES-correlative, e.g. B001-00000001.")
     sunat_document_type = serializers.CharField(source="sunat_code", read_only=True, help_text="01, 03 or 07.")
-    customer = serializers.PrimaryKeyRelatedField(read_only=True)
+    customer = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     payment = serializers.PrimaryKeyRelatedField(read_only=True)
-    refund = serializers.PrimaryKeyRelatedField(read_only=True, help_text="Credit notes: the refund they document.")
+    refund = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="Credit notes: the refund they document; null otherwise."
+    )
     credited_invoice = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="Credit notes: the invoice they correct."
+        read_only=True, allow_null=True, help_text="Credit notes: the invoice they correct; null otherwise."
+    )
+    credit_note_reason = serializers.SerializerMethodField(
+        help_text="Credit notes: SUNAT catalog 09 reason (01 annulment, 09 decrease in value); null otherwise."
     )
     subtotal = serializers.IntegerField(read_only=True, help_text="Minor units: value without IGV.")
     tax = serializers.IntegerField(read_only=True, help_text="Minor units: IGV.")
@@ -122,6 +134,10 @@ class InvoiceSerializer(serializers.ModelSerializer):
 
     def get_object(self, obj) -> str:
         return "invoice"
+
+    @extend_schema_field(serializers.ChoiceField(choices=["01", "09"], allow_null=True))
+    def get_credit_note_reason(self, obj) -> str | None:
+        return obj.credit_note_reason or None
 
     @extend_schema_field(BuyerSerializer)
     def get_buyer(self, obj) -> dict:

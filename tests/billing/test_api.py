@@ -43,7 +43,7 @@ def test_put_replaces_the_profile(api, customer):
         "DNI",
         "boleta",
         "",
-        "",
+        None,  # no address of its own: the customer's email is used (null, never "" against format: email)
     )
     assert BillingProfile.objects.count() == 1
 
@@ -114,7 +114,7 @@ def test_invoice_object_per_contract(api, wire, ruc_customer):
         "payment": payment["id"],
         "refund": None,
         "credited_invoice": None,
-        "credit_note_reason": "",
+        "credit_note_reason": None,
         "currency": "PEN",
         "subtotal": 10000,
         "tax": 1800,
