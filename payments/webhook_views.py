@@ -26,6 +26,8 @@ def _answer(request, gateway: str, parse, verify):
         )
     except webhooks.WebhookMalformed as exc:
         return problem_response(status=400, code="webhook_malformed", title="Webhook not understood", detail=str(exc))
+    except webhooks.WebhookIgnored as exc:
+        return problem_response(status=404, code="ipn_disabled", title="Not accepted here", detail=str(exc))
     event, created = webhooks.webhook_receive(
         delivery=delivery, raw_body=request.body, query=_query(request), headers=_headers(request)
     )
@@ -36,6 +38,14 @@ def _answer(request, gateway: str, parse, verify):
 @require_POST
 def mercadopago_webhook(request):
     query, headers = _query(request), _headers(request)
+    if webhooks.is_mercadopago_ipn(query) and webhooks.ipn_rate_exceeded(request.META.get("REMOTE_ADDR", "")):
+        return problem_response(
+            status=429,
+            code="rate_limited",
+            title="Too many requests",
+            detail="Too many IPN notifications from this address; try again in a minute.",
+            headers={"Retry-After": "60"},
+        )
 
     def parse():
         return webhooks.parse_mercadopago(query=query, body=request.body, headers=headers)

@@ -312,6 +312,12 @@ STRAY_CHARGE_AUTO_REFUND = env.bool("STRAY_CHARGE_AUTO_REFUND", default=True)
 CHECKOUT_SESSION_HOURS = env.int("CHECKOUT_SESSION_HOURS", default=24)
 # Mercado Pago webhook signature timestamps older/newer than this are refused (0: no check).
 MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS = env.int("MERCADOPAGO_WEBHOOK_TOLERANCE_SECONDS", default=600)
+# Mercado Pago's older IPN (`?topic=payment&id=…`) cannot be signed: it is trusted only through a
+# re-fetch, so it is off unless enabled; when on, repeats of one (topic, id) within the window are
+# one delivery, and each source address may send at most this many a minute (then 429).
+MERCADOPAGO_IPN_ENABLED = env.bool("MERCADOPAGO_IPN_ENABLED", default=False)
+MERCADOPAGO_IPN_DEDUPE_SECONDS = env.int("MERCADOPAGO_IPN_DEDUPE_SECONDS", default=300)
+MERCADOPAGO_IPN_RATE_PER_MINUTE = env.int("MERCADOPAGO_IPN_RATE_PER_MINUTE", default=120)
 # The simulators post webhooks back to PUBLIC_BASE_URL the way the real gateways do.
 SIMULATOR_DELIVER_WEBHOOKS = env.bool("SIMULATOR_DELIVER_WEBHOOKS", default=_SANDBOX)
 

@@ -13,10 +13,12 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -39,6 +41,26 @@ class WebhookRejected(Exception):
 
 class WebhookMalformed(Exception):
     """Not a delivery we understand: answer 400 and store nothing."""
+
+
+class WebhookIgnored(Exception):
+    """A kind of delivery this installation does not take (IPN when off): answer 404, store nothing."""
+
+
+def is_mercadopago_ipn(query: dict) -> bool:
+    return "topic" in query and "id" in query and "data.id" not in query
+
+
+def ipn_rate_exceeded(source: str) -> bool:
+    """Count one IPN from `source` in this minute; True when over MERCADOPAGO_IPN_RATE_PER_MINUTE."""
+    key = f"ipn-rate:{source}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=120)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=120)
+        count = 1
+    return count > settings.MERCADOPAGO_IPN_RATE_PER_MINUTE
 
 
 class TransientWebhookError(Exception):
@@ -122,10 +144,15 @@ def verify_culqi_basic_auth(authorization: str | None) -> None:
 
 def parse_mercadopago(*, query: dict, body: bytes, headers: dict) -> Delivery:
     """Webhooks (`type` + `data.id`, signed) or the older IPN (`topic` + `id`, trusted via re-fetch)."""
-    if "topic" in query and "id" in query and "data.id" not in query:
+    if is_mercadopago_ipn(query):
         topic, resource_id = query["topic"], query["id"]
-        marker = headers.get("x-request-id") or hashlib.sha256(body or b"").hexdigest()[:16]
-        return Delivery("mercadopago", f"ipn:{topic}:{resource_id}:{marker}", topic, resource_id)
+        if not settings.MERCADOPAGO_IPN_ENABLED:
+            raise WebhookIgnored("IPN notifications are off (MERCADOPAGO_IPN_ENABLED)")
+        if topic not in _PAYMENT_TOPICS or not re.fullmatch(r"[0-9]{1,20}", resource_id or ""):
+            raise WebhookMalformed("IPN for an unknown topic or a malformed id")
+        # Unsigned, so anyone can send one: repeats within the window are one delivery (one re-fetch).
+        window = int(time.time() // max(1, settings.MERCADOPAGO_IPN_DEDUPE_SECONDS))
+        return Delivery("mercadopago", f"ipn:{topic}:{resource_id}:{window}", topic, resource_id)
     try:
         payload = jsonsafe.loads(body or b"{}")
     except ValueError:

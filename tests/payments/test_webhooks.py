@@ -191,13 +191,64 @@ def test_gateway_down_while_processing_marks_the_event_failed_for_retry(client_a
     assert event.attempts >= 1
 
 
-def test_legacy_ipn_is_accepted_and_trusted_only_through_the_re_fetch(client_app, gateways):
+def test_legacy_ipn_is_accepted_and_trusted_only_through_the_re_fetch(client_app, gateways, settings):
+    settings.MERCADOPAGO_IPN_ENABLED = True
     payment = make_payment(client_app)
     gateways.get(f"{MP_BASE}/v1/payments/1319840012", json=mp_payment(payment.id))
     response = Client().post("/webhooks/mercadopago?topic=payment&id=1319840012", "", content_type="application/json")
     assert response.status_code == 200
     payment.refresh_from_db()
     assert payment.status == "succeeded"
+
+
+def post_ipn(resource_id="1319840012", topic="payment", request_id="r1", remote_addr="203.0.113.9"):
+    return Client().post(
+        f"/webhooks/mercadopago?topic={topic}&id={resource_id}",
+        "",
+        content_type="application/json",
+        HTTP_X_REQUEST_ID=request_id,
+        REMOTE_ADDR=remote_addr,
+    )
+
+
+def test_ipn_is_refused_unless_enabled_and_nothing_is_stored_or_fetched(client_app, gateways, settings):
+    settings.MERCADOPAGO_IPN_ENABLED = False
+    response = post_ipn()
+    assert response.status_code == 404 and response.json()["code"] == "ipn_disabled"
+    assert WebhookEvent.objects.count() == 0
+    assert len(gateways.calls) == 0
+
+
+def test_repeated_ipn_for_one_payment_is_one_delivery_and_one_re_fetch(client_app, gateways, settings):
+    settings.MERCADOPAGO_IPN_ENABLED = True
+    settings.MERCADOPAGO_IPN_DEDUPE_SECONDS = 3600  # the 25 posts fall in one window
+    payment = make_payment(client_app)
+    gateways.get(f"{MP_BASE}/v1/payments/1319840012", json=mp_payment(payment.id))
+    answers = [post_ipn(request_id=f"r{n}", remote_addr="203.0.113.10") for n in range(25)]  # a new request id each time
+    assert all(answer.status_code == 200 for answer in answers)
+    assert [answer.json()["duplicate"] for answer in answers].count(False) == 1
+    assert WebhookEvent.objects.count() == 1
+    assert len([call for call in gateways.calls if "/v1/payments/1319840012" in call.request.url]) == 1
+
+
+@pytest.mark.parametrize(("topic", "resource_id"), [("payment", "abc"), ("payment", "1" * 30), ("chargebacks", "123")])
+def test_ipn_with_an_unknown_topic_or_a_malformed_id_is_a_400(client_app, gateways, settings, topic, resource_id):
+    settings.MERCADOPAGO_IPN_ENABLED = True
+    response = post_ipn(resource_id=resource_id, topic=topic)
+    assert response.status_code == 400
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_ipn_is_rate_limited_per_source_address(client_app, gateways, settings):
+    settings.MERCADOPAGO_IPN_ENABLED = True
+    settings.MERCADOPAGO_IPN_RATE_PER_MINUTE = 5
+    gateways.get(f"{MP_BASE}/v1/payments/1", status=404, json={"message": "not found"})
+    statuses = [post_ipn(resource_id="1", remote_addr="198.51.100.7").status_code for _ in range(8)]
+    assert statuses[:5] == [200] * 5 and statuses[5:] == [429] * 3
+    limited = post_ipn(resource_id="1", remote_addr="198.51.100.7")
+    assert limited["Retry-After"] == "60" and limited.json()["code"] == "rate_limited"
+    assert post_ipn(resource_id="1", remote_addr="198.51.100.8").status_code == 200  # another source
+    assert WebhookEvent.objects.count() == 1
 
 
 # --- Culqi -------------------------------------------------------------------------------------
