@@ -7,6 +7,7 @@ Nothing here reads the clock or talks to the network at import time.
 
 import re
 from decimal import Decimal
+from email.utils import parseaddr
 from pathlib import Path
 
 import environ
@@ -254,6 +255,8 @@ CREDITS_LOW_BALANCE_THRESHOLD = env.int("CREDITS_LOW_BALANCE_THRESHOLD", default
 POSTMARK_SERVER_TOKEN = env.str("POSTMARK_SERVER_TOKEN", default="")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="SmartPay <no-reply@smartpay.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who receives Django's error emails (mail_admins): "Ops <ops@example.pe>,dev@example.pe".
+ADMINS = [parseaddr(address) for address in env.list("ADMINS", default=[])]
 # Basic-auth credentials ("user:password") Postmark's tracking webhook (/anymail/postmark/tracking/)
 # must send; empty: that URL refuses every post.
 ANYMAIL_WEBHOOK_SECRET = env.str("ANYMAIL_WEBHOOK_SECRET", default="")
@@ -262,7 +265,8 @@ if POSTMARK_SERVER_TOKEN:
     EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     ANYMAIL["POSTMARK_SERVER_TOKEN"] = POSTMARK_SERVER_TOKEN
 else:
-    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+    # Development: headers and text in the console, attachments by name and size only (smartpay/mail.py).
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="smartpay.mail.ConsoleEmailBackend")
 
 # --- Gateways ---------------------------------------------------------------------------------
 # In sandbox mode and with no explicit base, adapters talk to this service's own simulators.

@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notifications.email_tracking import PostmarkTrackingView
@@ -30,9 +30,22 @@ urlpatterns = [
     path("anymail/postmark/tracking/", PostmarkTrackingView.as_view(), name="anymail-postmark-tracking"),
 ]
 
+
+def api_not_found(request, *args, **kwargs):
+    """Any other path under /api/ (a mistyped URL, an empty id) is a problem+json 404, with or without DEBUG."""
+    return problem_response(
+        status=404,
+        code="not_found",
+        title="Not found",
+        detail=f"No API resource at {request.path}. The API reference is at /api/docs/.",
+    )
+
+
 if settings.GATEWAY_MODE == "sandbox":
     # Gateway simulators that speak Culqi's and Mercado Pago's HTTP; absent (404) in live mode.
     urlpatterns.append(path("sandbox/", include("payments.gateways.simulator.urls")))
+
+urlpatterns.append(re_path(r"^api/", api_not_found))
 
 admin.site.site_header = "SmartPay administration"
 admin.site.site_title = "SmartPay"

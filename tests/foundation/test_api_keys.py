@@ -72,11 +72,13 @@ def test_inactive_client_app_is_refused(client_app, api_key):
     assert response.json()["code"] == "client_app_inactive"
 
 
-def test_create_client_app_command_prints_the_key_alone_on_the_last_line(db, capsys):
+@pytest.mark.parametrize(("mode", "prefix"), [("sandbox", "sk_test_"), ("live", "sk_live_")])
+def test_create_client_app_command_prints_the_key_alone_on_the_last_line(db, capsys, settings, mode, prefix):
+    settings.GATEWAY_MODE = mode  # a sandbox key never looks like a live one
     call_command("create_client_app", "Shop One")
     lines = capsys.readouterr().out.strip().splitlines()
     key = lines[-1]
-    assert key.startswith("sk_live_") and " " not in key
+    assert key.startswith(prefix) and " " not in key
     app = ClientApp.objects.get(name="Shop One")
     assert _get(key).status_code == 200
     assert ApiKey.objects.get(client_app=app).key_hash == hashlib.sha256(key.encode()).hexdigest()
