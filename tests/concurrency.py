@@ -7,10 +7,17 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 
+# The PostgreSQL server CI uses is shared: a test opens at most this many threads (each one
+# connection), so with a live server's handler threads a test stays near two dozen connections.
+MAX_THREADS = 10
+
+
 def run_at_once(count: int, work):
     """Run `work(index)` on `count` threads released together; returns the results in index order.
 
     Each thread closes its own database connection when done."""
+    if count > MAX_THREADS:
+        raise ValueError(f"at most {MAX_THREADS} threads per test (the database server is shared)")
     barrier = threading.Barrier(count)
 
     def run(index):

@@ -47,7 +47,7 @@ def _deliver_many(count: int, *, same_event: bool):
 
 
 @pytest.mark.parametrize("same_event", [True, False], ids=["same-notification", "distinct-notifications"])
-def test_fifty_concurrent_copies_change_the_payment_once(
+def test_ten_concurrent_copies_change_the_payment_once(
     require_postgres, client_app, gateways, monkeypatch, same_event
 ):
     payment = make_payment(client_app)
@@ -60,10 +60,10 @@ def test_fifty_concurrent_copies_change_the_payment_once(
             effects.append(p.id)
 
     monkeypatch.setitem(hooks._on_success, "generic", [effect])
-    statuses = _deliver_many(50, same_event=same_event)
-    assert statuses == [200] * 50
+    statuses = _deliver_many(10, same_event=same_event)
+    assert statuses == [200] * 10
     payment.refresh_from_db()
     assert payment.status == "succeeded"
     assert effects == [payment.id]  # one downstream effect, whatever the number of deliveries
-    assert WebhookEvent.objects.count() == (1 if same_event else 50)
+    assert WebhookEvent.objects.count() == (1 if same_event else 10)
     assert Payment.objects.get(pk=payment.pk).amount_captured == 1999
