@@ -18,9 +18,10 @@ RUN groupadd --system --gid 10001 smartpay \
     && useradd --system --uid 10001 --gid smartpay --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin smartpay
 
-# Runtime dependencies only (requirements-dev.txt stays out of the image); psycopg ships binary wheels.
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Runtime dependencies only (requirements-dev.txt stays out of the image), every package pinned with
+# its hashes (requirements.lock, `make lock`): a changed or substituted file fails the build.
+COPY requirements.lock .
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 
 COPY . .
 

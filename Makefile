@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate seed worker beat clean audit
+.PHONY: run test lint migrate seed worker beat clean audit lock
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,10 +37,18 @@ worker: $(STAMP)
 beat: $(STAMP)
 	$(BIN)/celery -A smartpay beat --loglevel=INFO
 
-# Known vulnerabilities in the pinned dependencies (needs the internet: PyPI's advisory database; not run in CI).
+# Known vulnerabilities in every locked package (needs the internet: PyPI's advisory database, which
+# this project's CI machines cannot reach; run it where they can, e.g. a scheduled job with internet).
 audit: $(STAMP)
 	$(BIN)/python -m pip install --quiet pip-audit
-	$(BIN)/pip-audit --requirement requirements.txt --requirement requirements-dev.txt
+	$(BIN)/pip-audit --require-hashes --disable-pip --requirement requirements.lock
+	$(BIN)/pip-audit --requirement requirements-dev.txt
+
+# requirements.lock: every runtime package with hashes, from requirements.txt (run after changing it).
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-header \
+		--output-file requirements.lock requirements.txt
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -76,7 +76,7 @@ def test_dockerfile_base_user_and_dependencies():
     names = [name for name, _ in instructions]
     assert instructions[0] == ("FROM", "python:3.11-slim")
     runs = [args for name, args in instructions if name == "RUN"]
-    assert any("pip install" in run and "-r requirements.txt" in run for run in runs)
+    assert any("pip install" in run and "--require-hashes" in run and "-r requirements.lock" in run for run in runs)
     assert not any("requirements-dev" in args for _, args in instructions)
     # Runs as a non-root user from the USER line on, and that line comes before the command.
     (user,) = [args for name, args in instructions if name == "USER"]
