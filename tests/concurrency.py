@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from django.db import connection
 from rest_framework.test import APIClient
 
-
 # The PostgreSQL server CI uses is shared: a test opens at most this many threads (each one
 # connection), so with a live server's handler threads a test stays near two dozen connections.
 MAX_THREADS = 10

@@ -224,7 +224,8 @@ def test_repeated_ipn_for_one_payment_is_one_delivery_and_one_re_fetch(client_ap
     settings.MERCADOPAGO_IPN_DEDUPE_SECONDS = 3600  # the 25 posts fall in one window
     payment = make_payment(client_app)
     gateways.get(f"{MP_BASE}/v1/payments/1319840012", json=mp_payment(payment.id))
-    answers = [post_ipn(request_id=f"r{n}", remote_addr="203.0.113.10") for n in range(25)]  # a new request id each time
+    # a new request id each time
+    answers = [post_ipn(request_id=f"r{n}", remote_addr="203.0.113.10") for n in range(25)]
     assert all(answer.status_code == 200 for answer in answers)
     assert [answer.json()["duplicate"] for answer in answers].count(False) == 1
     assert WebhookEvent.objects.count() == 1

@@ -47,9 +47,7 @@ def _deliver_many(count: int, *, same_event: bool):
 
 
 @pytest.mark.parametrize("same_event", [True, False], ids=["same-notification", "distinct-notifications"])
-def test_ten_concurrent_copies_change_the_payment_once(
-    require_postgres, client_app, gateways, monkeypatch, same_event
-):
+def test_ten_concurrent_copies_change_the_payment_once(require_postgres, client_app, gateways, monkeypatch, same_event):
     payment = make_payment(client_app)
     gateways.get(f"{MP_BASE}/v1/payments/1319840012", json=mp_payment(payment.id))
     effects = []
