@@ -56,8 +56,8 @@ def ok_plain_view(request):
 
 
 urlpatterns = [
+    path("api/v1/test-boom", BoomApiView.as_view()),  # before the project's /api/ catch-all 404
     *project_urlpatterns,
-    path("api/v1/test-boom", BoomApiView.as_view()),
     path("test-boom-plain", boom_plain_view),
 ]
 handler404 = "smartpay.urls.handler404"
