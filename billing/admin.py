@@ -93,7 +93,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         return False  # a credit note corrects a document; nothing deletes one
 
     def has_resend_permission(self, request):
-        return request.user.has_perm("billing.change_invoice")
+        return request.user.has_perm("billing.resend_invoice")  # staff roles: reporting/roles.py
 
     @admin.display(description="Total")
     def total_display(self, obj):

@@ -222,6 +222,7 @@ class Invoice(models.Model):
             models.Index(fields=["status", "issued_at"], name="invoice_status_issued_idx"),
             models.Index(fields=["email_status", "issued_at"], name="invoice_email_status_idx"),
         ]
+        permissions = [("resend_invoice", "Can re-send invoices (email, SUNAT submission)")]
 
     def __str__(self) -> str:
         return self.number

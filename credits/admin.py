@@ -5,6 +5,7 @@ admin log)."""
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,7 +19,9 @@ from credits.models import (
     CreditLot,
     CreditPlan,
     CreditPurchase,
+    EntryType,
 )
+from reporting.audit import model_changes, record_staff_action
 from smartpay.admin_base import ImmutableRecordAdmin, ReadOnlyInline, RecordAdmin
 from smartpay.api.errors import ApiError
 
@@ -60,6 +63,27 @@ class CreditPlanAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # purchases refer to plans; retire a plan with "active" instead
+
+    AUDITED_FIELDS = [
+        "code",
+        "name",
+        "credits",
+        "bonus_percent",
+        "price_pen",
+        "price_usd",
+        "validity_days",
+        "is_active",
+    ]
+
+    def save_model(self, request, obj, form, change):
+        before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if after:
+                action = "credit_plan.update" if change else "credit_plan.create"
+                record_staff_action(
+                    user=request.user, action=action, obj=obj, summary=str(obj), before=before, after=after
+                )
 
     @admin.display(description="Bonus credits (computed)")
     def bonus_credits(self, obj):
@@ -152,13 +176,27 @@ class CreditAccountAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                services.credit_adjust(
-                    customer=account.customer,
-                    amount=data["amount"],
-                    reason=data["reason"],
-                    actor=f"staff:{request.user.get_username()}",
-                    validity_days=data["validity_days"],
-                )
+                with transaction.atomic():
+                    entries = services.credit_adjust(
+                        customer=account.customer,
+                        amount=data["amount"],
+                        reason=data["reason"],
+                        actor=f"staff:{request.user.get_username()}",
+                        validity_days=data["validity_days"],
+                    )
+                    adjusted = [entry for entry in entries if entry.entry_type == EntryType.ADJUSTMENT]
+                    record_staff_action(
+                        user=request.user,
+                        action="credits.adjust",
+                        obj=account,
+                        summary=f"Credits adjusted by {data['amount']:+d}: {data['reason']}",
+                        before={"balance": adjusted[0].balance_after - adjusted[0].amount},
+                        after={
+                            "balance": adjusted[-1].balance_after,
+                            "amount": data["amount"],
+                            "reason": data["reason"],
+                        },
+                    )
             except ApiError as error:
                 form.add_error("amount", error.detail_text)
             else:

@@ -131,7 +131,10 @@ class OutgoingEventAdmin(RecordAdmin):
             json.dumps(obj.data, indent=2, ensure_ascii=False, sort_keys=True),
         )
 
-    @admin.action(description="Redeliver")
+    def has_redeliver_permission(self, request):
+        return request.user.has_perm("notifications.redeliver_outgoingevent")
+
+    @admin.action(description="Redeliver", permissions=["redeliver"])
     def redeliver(self, request, queryset):
         queued = 0
         for event in queryset.select_related("client_app"):

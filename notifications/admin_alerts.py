@@ -13,6 +13,7 @@ import json
 from urllib.parse import quote
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, path, reverse
@@ -21,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from notifications.alerts import AlertKind, alert_acknowledge, alerts_resolve
 from notifications.models import Alert, AlertStatus
+from reporting.audit import record_staff_action
 from smartpay.admin_base import RecordAdmin
 from smartpay.clock import business_time
 
@@ -75,6 +77,22 @@ def _url(name: str, *args) -> str | None:
         return reverse(name, args=args)
     except NoReverseMatch:
         return None
+
+
+def acknowledge_audited(alert: Alert, user) -> bool:
+    """Acknowledge `alert` as `user`, with its staff audit entry in the same transaction. True if it moved."""
+    with transaction.atomic():
+        moved = alert_acknowledge(alert, user)
+        if moved:
+            record_staff_action(
+                user=user,
+                action="alert.acknowledge",
+                obj=alert,
+                summary=alert.title,
+                before={"status": AlertStatus.OPEN.value},
+                after={"status": alert.status},
+            )
+    return moved
 
 
 def where_to_look(alert: Alert) -> tuple[str, str] | None:
@@ -236,7 +254,7 @@ class AlertAdmin(RecordAdmin):
     def acknowledge(self, request, queryset):
         moved = 0
         for alert in queryset.filter(status=AlertStatus.OPEN):
-            if alert_acknowledge(alert, request.user):
+            if acknowledge_audited(alert, request.user):
                 self.log_change(request, alert, "Acknowledged")
                 moved += 1
         self.message_user(request, f"Acknowledged {moved} alert(s).", messages.SUCCESS if moved else messages.WARNING)
@@ -268,7 +286,7 @@ class AlertAdmin(RecordAdmin):
         alert = get_object_or_404(Alert, pk=object_id)
         if not self.has_acknowledge_permission(request, alert):
             self.message_user(request, "You may not acknowledge alerts.", messages.ERROR)
-        elif alert_acknowledge(alert, request.user):
+        elif acknowledge_audited(alert, request.user):
             self.log_change(request, alert, "Acknowledged")
             self.message_user(request, f"Acknowledged: {alert.title}", messages.SUCCESS)
         else:

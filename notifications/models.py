@@ -50,6 +50,7 @@ class OutgoingEvent(models.Model):
             models.Index(fields=["delivery_state", "next_attempt_at"], name="outgoing_event_due_idx"),
             models.Index(fields=["client_app", "object_id", "created_at"], name="outgoing_event_object_idx"),
         ]
+        permissions = [("redeliver_outgoingevent", "Can redeliver events to client apps")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"

@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -18,6 +18,7 @@ from payments.models import (
     WebhookEvent,
 )
 from payments.services.clients import api_key_issue, api_key_revoke
+from reporting.audit import masked_key, model_changes, model_values, record_staff_action
 from smartpay.admin_base import ImmutableRecordAdmin, ReadOnlyInline, RecordAdmin
 from smartpay.api.errors import ApiError
 
@@ -54,10 +55,20 @@ class ClientAppAdmin(admin.ModelAdmin):
     actions = ["issue_api_key", "rotate_signing_secret"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
+    AUDITED_FIELDS = ["name", "is_active", "webhook_url", "webhook_enabled"]
+
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if not change:  # a new client app gets its first key, shown once
-            issued = api_key_issue(client_app=obj, label=f"created by {request.user.get_username()}")
+        before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            issued = None
+            if not change:  # a new client app gets its first key, shown once
+                issued = api_key_issue(client_app=obj, label=f"created by {request.user.get_username()}")
+                after["api_key"] = f"issued {masked_key(issued.api_key.prefix)}"
+            if after:
+                action = "client_app.update" if change else "client_app.create"
+                record_staff_action(user=request.user, action=action, obj=obj, before=before, after=after)
+        if issued is not None:
             self.message_user(
                 request,
                 f"API key for {obj.name}: {issued.raw_key} — copy it now, it will not be shown again.",
@@ -74,12 +85,23 @@ class ClientAppAdmin(admin.ModelAdmin):
 
         return delivery_health_html(obj)
 
-    @admin.action(description="Rotate signing secret (shown once; the old one signs 24 h more)")
+    def has_issue_key_permission(self, request):
+        return request.user.has_perm("payments.add_apikey")
+
+    @admin.action(description="Rotate signing secret (shown once; the old one signs 24 h more)", permissions=["change"])
     def rotate_signing_secret(self, request, queryset):
         from notifications.services import webhook_secret_rotate
 
         for client_app in queryset:
-            rotated = webhook_secret_rotate(client_app=client_app)
+            with transaction.atomic():
+                rotated = webhook_secret_rotate(client_app=client_app)
+                record_staff_action(
+                    user=request.user,
+                    action="client_app.rotate_secret",
+                    obj=rotated,
+                    summary="Webhook signing secret rotated; the previous one signs 24 h more",
+                    after={"webhook_signing": "rotated"},
+                )
             self.log_change(request, rotated, "Webhook signing secret rotated")
             self.message_user(
                 request,
@@ -88,10 +110,18 @@ class ClientAppAdmin(admin.ModelAdmin):
                 level=messages.WARNING,
             )
 
-    @admin.action(description="Issue a new API key (shown once)")
+    @admin.action(description="Issue a new API key (shown once)", permissions=["issue_key"])
     def issue_api_key(self, request, queryset):
         for client_app in queryset:
-            issued = api_key_issue(client_app=client_app, label=f"issued by {request.user.get_username()}")
+            with transaction.atomic():
+                issued = api_key_issue(client_app=client_app, label=f"issued by {request.user.get_username()}")
+                record_staff_action(
+                    user=request.user,
+                    action="api_key.issue",
+                    obj=issued.api_key,
+                    summary=f"API key {masked_key(issued.api_key.prefix)} issued",
+                    after={"key": masked_key(issued.api_key.prefix), "label": issued.api_key.label},
+                )
             self.message_user(
                 request,
                 f"New API key for {client_app.name}: {issued.raw_key} — copy it now, it will not be shown again.",
@@ -114,11 +144,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
+        revoked = 0
         for api_key in queryset:
-            api_key_revoke(api_key=api_key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+            with transaction.atomic():
+                was_active = ApiKey.objects.select_for_update().get(pk=api_key.pk).revoked_at is None
+                done = api_key_revoke(api_key=api_key)
+                if was_active:  # revoking a revoked key changes nothing, and is not logged
+                    record_staff_action(
+                        user=request.user,
+                        action="api_key.revoke",
+                        obj=done,
+                        summary=f"API key {masked_key(done.prefix)} revoked",
+                        before={"revoked_at": None},
+                        after={"revoked_at": done.revoked_at},
+                    )
+                    revoked += 1
+        self.message_user(request, f"Revoked {revoked} key(s).")
 
 
 @admin.register(Customer)
@@ -193,15 +236,32 @@ class PaymentAdmin(RecordAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "display_amount", "display_captured", "display_refunded"]
 
-    @admin.action(description="Refund what is left of the selected payments")
+    def has_refund_permission(self, request):
+        return request.user.has_perm("payments.refund_payment")
+
+    @admin.action(description="Refund what is left of the selected payments", permissions=["refund"])
     def refund_in_full(self, request, queryset):
         from payments.services.refunds import refund_create
+
+        def audit(refund, payment):  # in the transaction that reserves the refund, before the gateway call
+            record_staff_action(
+                user=request.user,
+                action="refund.create",
+                obj=payment,
+                summary=f"Refund {refund.id} of {format_minor_units(refund.amount, refund.currency)} requested",
+                before={"status": payment.status, "amount_refunded": payment.amount_refunded},
+                after={"refund": refund.id, "amount": refund.amount, "currency": refund.currency},
+            )
 
         done = 0
         for payment in queryset:
             try:
                 refund = refund_create(
-                    payment=payment, reason="refund by staff", actor=f"staff:{request.user}", origin=Refund.ADMIN
+                    payment=payment,
+                    reason="refund by staff",
+                    actor=f"staff:{request.user}",
+                    origin=Refund.ADMIN,
+                    on_reserved=audit,
                 )
             except ApiError as error:
                 self.message_user(request, f"{payment.id}: {error.detail_text}", level=messages.ERROR)
@@ -236,7 +296,10 @@ class WebhookEventAdmin(RecordAdmin):
     search_fields = ["id", "event_id", "resource_id", "payment__id"]
     actions = ["retry_now"]
 
-    @admin.action(description="Retry now")
+    def has_retry_permission(self, request):
+        return request.user.has_perm("payments.retry_webhookevent")
+
+    @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request, queryset):
         from payments.tasks import process_webhook_event
 
@@ -259,6 +322,42 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         from payments import breaker
 
         return breaker.state(obj.gateway).state
+
+    # Routing changes land in the audit log, in the same transaction as the change.
+    AUDITED_FIELDS = ["currency", "gateway", "priority", "enabled", "min_amount", "max_amount"]
+
+    def save_model(self, request, obj, form, change):
+        before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if after:
+                action = "routing_rule.update" if change else "routing_rule.create"
+                record_staff_action(
+                    user=request.user, action=action, obj=obj, summary=str(obj), before=before, after=after
+                )
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            record_staff_action(
+                user=request.user,
+                action="routing_rule.delete",
+                obj=obj,
+                summary=str(obj),
+                before=model_values(obj, self.AUDITED_FIELDS),
+            )
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for rule in queryset:
+                record_staff_action(
+                    user=request.user,
+                    action="routing_rule.delete",
+                    obj=rule,
+                    summary=str(rule),
+                    before=model_values(rule, self.AUDITED_FIELDS),
+                )
+            super().delete_queryset(request, queryset)
 
 
 @admin.register(ReconciliationRun)
@@ -284,7 +383,10 @@ class ReconciliationRunAdmin(ImmutableRecordAdmin):
     search_fields = ["error"]
     actions = ["run_again"]
 
-    @admin.action(description="Run again now (same gateway and day)")
+    def has_rerun_permission(self, request):
+        return request.user.has_perm("payments.rerun_reconciliationrun")
+
+    @admin.action(description="Run again now (same gateway and day)", permissions=["rerun"])
     def run_again(self, request, queryset):
         from payments.tasks import reconcile_yesterday
 
@@ -341,7 +443,7 @@ class ReconciliationIssueAdmin(RecordAdmin):
     def display_their_amount(self, obj):
         return "—" if obj.their_amount is None else format_minor_units(obj.their_amount, obj.currency)
 
-    @admin.action(description="Mark resolved")
+    @admin.action(description="Mark resolved", permissions=["change"])
     def mark_resolved(self, request, queryset):
         from payments.services.reconciliation import reconciliation_issues_resolve
 
@@ -386,11 +488,27 @@ class StrayChargeAdmin(RecordAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "display_amount"]
 
-    @admin.action(description="Refund at the gateway")
+    def has_refund_permission(self, request):
+        return request.user.has_perm("payments.refund_straycharge")
+
+    @admin.action(description="Refund at the gateway", permissions=["refund"])
     def refund_at_gateway(self, request, queryset):
         from payments.services.strays import stray_charge_refund
 
+        def audit(stray, previous_status):  # in the transaction that claims it, before the gateway call
+            record_staff_action(
+                user=request.user,
+                action="stray_charge.refund",
+                obj=stray,
+                client_app=stray.payment.client_app_id,
+                summary=f"Refund of {format_minor_units(stray.amount, stray.currency)} at {stray.gateway} requested",
+                before={"status": previous_status},
+                after={"status": stray.status, "amount": stray.amount, "currency": stray.currency},
+            )
+
         for stray in queryset:
-            done = stray_charge_refund(stray_id=stray.pk, actor=f"staff:{request.user.get_username()}")
+            done = stray_charge_refund(
+                stray_id=stray.pk, actor=f"staff:{request.user.get_username()}", on_claimed=audit
+            )
             level = messages.SUCCESS if done.status == StrayCharge.REFUNDED else messages.WARNING
             self.message_user(request, f"{done.pk}: {done.get_status_display()} {done.last_error}".strip(), level)

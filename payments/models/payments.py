@@ -122,6 +122,7 @@ class Payment(models.Model):
             models.Index(fields=["client_app", "customer"], name="payment_app_customer_idx"),
             models.Index(fields=["status", "updated_at"], name="payment_status_updated_idx"),
         ]
+        permissions = [("refund_payment", "Can refund payments")]  # staff roles: reporting/roles.py
 
     def __str__(self) -> str:
         return self.id

@@ -39,6 +39,7 @@ class ReconciliationRun(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["gateway", "day"], name="reconciliation_run_day_idx")]
+        permissions = [("rerun_reconciliationrun", "Can run a reconciliation again")]
 
     def __str__(self) -> str:
         return f"{self.gateway} {self.day} ({self.status})"

@@ -49,6 +49,7 @@ class StrayCharge(models.Model):
             models.UniqueConstraint(fields=["gateway", "gateway_payment_id"], name="stray_charge_once"),
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="stray_charge_amount_positive"),
         ]
+        permissions = [("refund_straycharge", "Can refund stray charges at the gateway")]
 
     def __str__(self) -> str:
         return f"{self.gateway}:{self.gateway_payment_id}"

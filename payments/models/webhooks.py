@@ -36,6 +36,7 @@ class WebhookEvent(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["gateway", "event_id"], name="webhook_event_unique")]
         indexes = [models.Index(fields=["status", "received_at"], name="webhook_status_idx")]
+        permissions = [("retry_webhookevent", "Can retry webhook events")]
 
     def __str__(self) -> str:
         return f"{self.gateway}:{self.event_id}"

@@ -43,12 +43,20 @@ REFUNDABLE = {PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED}
 
 
 def refund_create(
-    *, payment: Payment, amount: int | None = None, reason: str = "", actor: str = "", origin: str = Refund.API
+    *,
+    payment: Payment,
+    amount: int | None = None,
+    reason: str = "",
+    actor: str = "",
+    origin: str = Refund.API,
+    on_reserved=None,
 ) -> Refund:
     """Refund `amount` (default: all that is left) of a captured payment.
 
     Returns the refund: `succeeded`, `pending` (the gateway answered late or not at all; it is
     settled later), or `failed` (nothing was refunded, e.g. the gateway was unavailable).
+    `on_reserved(refund, payment)`, if given, runs inside step 1's transaction, with the payment
+    locked as it was before the refund (the admin writes its staff audit entry there).
     """
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
@@ -75,6 +83,8 @@ def refund_create(
             settle_after=timezone.now() + _answer_window(),
         )
         idempotency.link(refund)
+        if on_reserved is not None:
+            on_reserved(refund, locked)
 
     try:
         result = get_adapter(locked.gateway).refund(

@@ -32,12 +32,19 @@ REFUNDABLE = (StrayCharge.OPEN, StrayCharge.REFUND_FAILED)
 LOST_ANSWER_AFTER = timedelta(minutes=5)
 
 
-def stray_charge_refund(*, stray_id: str, actor: str = "system") -> StrayCharge:
-    """Give a stray charge back at its gateway: void a hold, refund a capture. Idempotent."""
-    claimed = StrayCharge.objects.filter(pk=stray_id, status__in=REFUNDABLE).update(
-        status=StrayCharge.REFUNDING, resolved_by=actor[:120], last_error="", updated_at=timezone.now()
-    )
-    stray = StrayCharge.objects.get(pk=stray_id)
+def stray_charge_refund(*, stray_id: str, actor: str = "system", on_claimed=None) -> StrayCharge:
+    """Give a stray charge back at its gateway: void a hold, refund a capture. Idempotent.
+
+    `on_claimed(stray, previous_status)`, if given, runs in the transaction that claims the charge
+    for refunding, only when this call claimed it (the admin writes its staff audit entry there)."""
+    with transaction.atomic():
+        previous = StrayCharge.objects.select_for_update().filter(pk=stray_id).values_list("status", flat=True).first()
+        claimed = StrayCharge.objects.filter(pk=stray_id, status__in=REFUNDABLE).update(
+            status=StrayCharge.REFUNDING, resolved_by=actor[:120], last_error="", updated_at=timezone.now()
+        )
+        stray = StrayCharge.objects.get(pk=stray_id)
+        if claimed and on_claimed is not None:
+            on_claimed(stray, previous)
     if not claimed:
         return stray
     adapter = get_adapter(stray.gateway)

@@ -1,0 +1,1 @@
+from reporting import admin_audit  # noqa: F401
