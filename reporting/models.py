@@ -66,6 +66,20 @@ class DailyRollup(models.Model):
         return f"{self.day} {self.client_app_id} {self.currency} {self.gateway or '-'}"
 
 
+class RollupDay(models.Model):
+    """A Lima day whose `DailyRollup` rows have been computed (a day with no payments has no rows but
+    is still rolled up), with the exact latency percentiles of that day, which do not add across
+    rows: {"<currency>|<client app id or *>|<gateway or *>": [count, p50_ms, p95_ms]}."""
+
+    day = models.DateField(unique=True, help_text="In America/Lima.")
+    rows = models.PositiveIntegerField(default=0, help_text="DailyRollup rows written for the day.")
+    latency = models.JSONField(default=dict, blank=True)
+    computed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.rows} rows)"
+
+
 class ReportFormat(models.TextChoices):
     XLSX = "xlsx"
     CSV = "csv", "CSV (zip of one file per sheet)"
