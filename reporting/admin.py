@@ -1,1 +1,4 @@
-from reporting import admin_audit  # noqa: F401
+from reporting import (
+    admin_audit,  # noqa: F401
+    admin_reports,  # noqa: F401
+)
