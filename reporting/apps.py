@@ -6,6 +6,13 @@ class ReportingConfig(AppConfig):
     verbose_name = "Reporting"
 
     def ready(self):
+        from celery.signals import task_failure
+
+        from reporting.prom import record_task_failure
+
+        # Failures are counted in the shared cache, so the web process can show the workers' counts.
+        task_failure.connect(record_task_failure, weak=False, dispatch_uid="reporting.celery_task_failure")
+
         from django.db.models.signals import post_migrate
 
         from reporting.roles import sync_after_migrate

@@ -28,6 +28,7 @@ from payments.gateways.base import (
 )
 from payments.gateways.registry import get_adapter
 from payments.models import Payment, PaymentAttempt
+from reporting.prom import observe_attempt
 
 logger = logging.getLogger("smartpay.payments")
 
@@ -73,6 +74,9 @@ def finish_attempt(
         attempt.error_message = error.message[:300]
         attempt.http_status = error.http_status
     attempt.save()
+    observe_attempt(
+        gateway=attempt.gateway, operation=attempt.operation, outcome=outcome, duration_ms=attempt.duration_ms
+    )
     if gateway_called and (attempt.operation != AttemptOperation.SYNC or outcome in breaker.FAILURE_OUTCOMES):
         breaker.record(attempt.gateway, outcome, since=attempt.created_at)
 

@@ -12,7 +12,13 @@ ADMIN_PASSWORD = "smartpay-admin"  # noqa: S105 — development only: seed_demo 
 
 
 class Command(BaseCommand):
-    help = "Seed demo data (admin login, demo client app). Safe to run again: it rotates the demo key."
+    help = (
+        "Seed demo data (admin login, demo client app, 90 days of payment history). "
+        "Safe to run again: the history is not duplicated and the demo key is rotated."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--history-payments", type=int, default=3000, help="Demo payments (0: no history).")
 
     def handle(self, *args, **options):
         from django.conf import settings
@@ -42,6 +48,9 @@ class Command(BaseCommand):
                     client_app.save(update_fields=["webhook_url", "updated_at"])
                 webhook_note = f"{client_app.webhook_url}  (watch: {receiver})"
 
+        if options["history_payments"] > 0:
+            self._history(client_app, options["history_payments"])
+
         self.stdout.write("")
         self.stdout.write(
             f"  Admin:      http://127.0.0.1:8000/admin/  user '{ADMIN_USERNAME}'  password "
@@ -53,3 +62,22 @@ class Command(BaseCommand):
             self.stdout.write(f"  Webhooks:   {webhook_note}")
         self.stdout.write(f"  API key:    {issued.raw_key}")
         self.stdout.write("")
+
+    def _history(self, client_app, payments: int) -> None:
+        """Ninety days of demo payments, refunds, invoices and credits (reporting/demo.py), once."""
+        from reporting.demo import demo_history_seed
+
+        try:
+            history = demo_history_seed(client_app=client_app, payments=payments)
+        except RuntimeError as error:  # the history was written but its rollups could not be computed
+            self.stderr.write(f"  Demo history: {error}")
+            return
+        if history.skipped:
+            self.stdout.write("  Demo history: already there (not duplicated).")
+            return
+        self.stdout.write(
+            f"  Demo history: {history.payments} payments, {history.refunds} refunds, {history.invoices} invoices, "
+            f"{history.credit_notes} credit notes, {history.credit_purchases} credit purchases, "
+            f"{history.consumptions} consumptions over 90 days"
+            + (f"; {history.rollup_rows} daily rollup rows" if history.rollup_rows is not None else "")
+        )
