@@ -61,7 +61,7 @@ class ReportAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "period",
-        "currency",
+        "currency_code",
         "format",
         "scope",
         "status_bar",
@@ -101,7 +101,15 @@ class ReportAdmin(admin.ModelAdmin):
 
     @admin.display(description="Period", ordering="period_start")
     def period(self, obj):
-        return f"{obj.period_start:%Y-%m-%d} → {obj.period_end:%Y-%m-%d}"
+        return format_html(
+            '<span style="white-space: nowrap">{} → {}</span>',
+            f"{obj.period_start:%Y-%m-%d}",
+            f"{obj.period_end:%Y-%m-%d}",
+        )
+
+    @admin.display(description="Currency", ordering="currency")
+    def currency_code(self, obj):
+        return obj.currency
 
     @admin.display(description="Scope")
     def scope(self, obj):
@@ -159,7 +167,7 @@ class ReportAdmin(admin.ModelAdmin):
         if obj.status != ReportStatus.READY or not obj.file:
             return "—"
         url = reverse("admin:reporting_report_download", args=[obj.pk])
-        return format_html('<a href="{}" download>Download {}</a>', url, services.report_filename(obj))
+        return format_html('<a href="{}" download="{}">Download</a>', url, services.report_filename(obj))
 
     # --- permissions: reports are asked for and read, never edited ----------------------------
 

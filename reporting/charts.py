@@ -282,7 +282,8 @@ def bar_chart(
 
 
 HBAR_ROW = 22
-HBAR_LABEL = 200  # room for the labels on the left
+HBAR_LABEL = 200  # room for the labels on the left, at least
+HBAR_LABEL_MAX = 300  # and at most (a longer label is cut at the edge; its bar title has it whole)
 HBAR_NOTE = 160  # room for the value and note on the right
 
 
@@ -298,7 +299,9 @@ def hbar_chart(
         return _no_data(title, css_class, empty_message, height=TOP + BOTTOM + 40)
     height = TOP + HBAR_ROW * len(rows) + 8
     largest = max(row.value for row in rows)
-    plot_width = Decimal(WIDTH - HBAR_LABEL - HBAR_NOTE)
+    # Room for the longest label (about 7 px a character at 12 px), within bounds.
+    label_width = min(HBAR_LABEL_MAX, max(HBAR_LABEL, 7 * max(len(row.label) for row in rows) + 16))
+    plot_width = Decimal(WIDTH - label_width - HBAR_NOTE)
     parts = _svg_open(title, css_class, WIDTH, height)
     parts.append('<g class="rows" font-size="12">')
     for index, row in enumerate(rows):
@@ -306,15 +309,15 @@ def hbar_chart(
         width = plot_width * max(row.value, 0) / largest
         note = f"{row.value} ({row.note})" if row.note else str(row.value)
         parts.append(
-            f'<text class="row-label" x="{HBAR_LABEL - 8}" y="{y + 15}" text-anchor="end" fill="#444">'
+            f'<text class="row-label" x="{label_width - 8}" y="{y + 15}" text-anchor="end" fill="#444">'
             f"{_text(row.label)}</text>"
         )
         parts.append(
-            f'<rect class="bar" x="{HBAR_LABEL}" y="{y + 3}" width="{_num(width)}" height="{HBAR_ROW - 6}">'
+            f'<rect class="bar" x="{label_width}" y="{y + 3}" width="{_num(width)}" height="{HBAR_ROW - 6}">'
             f"<title>{_text(f'{row.label}: {note}')}</title></rect>"
         )
         parts.append(
-            f'<text class="row-value" x="{_num(HBAR_LABEL + width + 6)}" y="{y + 15}" fill="#444">{_text(note)}</text>'
+            f'<text class="row-value" x="{_num(label_width + width + 6)}" y="{y + 15}" fill="#444">{_text(note)}</text>'
         )
     parts.append("</g>")
     parts.append("</svg>")

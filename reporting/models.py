@@ -81,7 +81,7 @@ class RollupDay(models.Model):
 
 
 class ReportFormat(models.TextChoices):
-    XLSX = "xlsx"
+    XLSX = "xlsx", "XLSX"
     CSV = "csv", "CSV (zip of one file per sheet)"
     PDF = "pdf", "PDF summary"
 
