@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smartpay.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production-0123456789")
-os.environ.setdefault("API_THROTTLE_RATE", "100000000/min")
+os.environ.setdefault("API_RATE_LIMIT_WRITE_PER_MINUTE", "100000000")
+os.environ.setdefault("API_RATE_LIMIT_READ_PER_MINUTE", "100000000")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver")  # --api uses DRF's test client
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")

@@ -46,6 +46,8 @@ class ClientAppAdmin(admin.ModelAdmin):
         "is_active",
         "webhook_url",
         "webhook_enabled",
+        "rate_limit_write_per_minute",
+        "rate_limit_read_per_minute",
         "masked_webhook_secret",
         "delivery_health",
         "created_at",
@@ -55,7 +57,14 @@ class ClientAppAdmin(admin.ModelAdmin):
     actions = ["issue_api_key", "rotate_signing_secret"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
-    AUDITED_FIELDS = ["name", "is_active", "webhook_url", "webhook_enabled"]
+    AUDITED_FIELDS = [
+        "name",
+        "is_active",
+        "webhook_url",
+        "webhook_enabled",
+        "rate_limit_write_per_minute",
+        "rate_limit_read_per_minute",
+    ]
 
     def save_model(self, request, obj, form, change):
         before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)

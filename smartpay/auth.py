@@ -4,13 +4,18 @@ Keys are high-entropy random strings, so a single SHA-256 is the right hash: the
 indexed query, not a deliberately slow password hash on every request.
 """
 
+import logging
+import time
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+logger = logging.getLogger("smartpay.api")
 
 
 def _fail(code: str, detail: str) -> exceptions.AuthenticationFailed:
@@ -53,13 +58,50 @@ class IsClientApp(permissions.BasePermission):
         return isinstance(request.user, ClientApp)
 
 
-class ClientAppRateThrottle(throttling.SimpleRateThrottle):
-    scope = "client_app"
+class ClientAppRateThrottle(throttling.BaseThrottle):
+    """Per client app, per minute, reads and writes counted apart, in the shared cache (Redis).
 
-    def get_cache_key(self, request, view):
-        user = request.user
-        ident = getattr(user, "pk", None) or self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+    Writes (POST, PUT, PATCH, DELETE: the calls that move money or change state) and reads each
+    have a budget per one-minute window: the app's own (`ClientApp.rate_limit_*_per_minute`, set by
+    staff in the admin) or the defaults API_RATE_LIMIT_WRITE_PER_MINUTE / _READ_PER_MINUTE. One
+    atomic increment per request; over the budget is a 429 problem with `Retry-After` (the seconds
+    left in the window). If the cache cannot be reached the request is let through (logged): a
+    cache outage must not stop payments.
+    """
+
+    WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+    def allow_request(self, request, view):
+        from payments.models import ClientApp
+
+        app = request.user
+        if not isinstance(app, ClientApp):
+            return True  # unauthenticated calls are refused before they do anything
+        kind, limit = self.budget(app, request.method)
+        now = time.time()
+        window = int(now // 60)
+        self._wait = 60 - (now - window * 60)
+        key = f"ratelimit:{app.pk}:{kind}:{window}"
+        try:
+            cache.add(key, 0, timeout=120)
+            try:
+                count = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=120)
+                count = 1
+        except Exception:  # any cache failure: let the request through
+            logger.warning("rate limit not counted: the cache is unreachable", exc_info=True)
+            return True
+        return count <= limit
+
+    @classmethod
+    def budget(cls, app, method: str) -> tuple[str, int]:
+        if method in cls.WRITE_METHODS:
+            return "write", app.rate_limit_write_per_minute or settings.API_RATE_LIMIT_WRITE_PER_MINUTE
+        return "read", app.rate_limit_read_per_minute or settings.API_RATE_LIMIT_READ_PER_MINUTE
+
+    def wait(self):
+        return getattr(self, "_wait", None)
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -161,7 +161,10 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 
 # --- REST framework ---------------------------------------------------------------------------
-API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
+# Requests a client app may make per minute, writes (POST, PUT, PATCH, DELETE) and reads counted
+# apart; staff set an app's own limits in the admin. Over them: 429 with Retry-After.
+API_RATE_LIMIT_WRITE_PER_MINUTE = env.int("API_RATE_LIMIT_WRITE_PER_MINUTE", default=6000)
+API_RATE_LIMIT_READ_PER_MINUTE = env.int("API_RATE_LIMIT_READ_PER_MINUTE", default=30000)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["smartpay.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["smartpay.auth.IsClientApp"],
@@ -169,7 +172,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["smartpay.api.parsers.StrictJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["smartpay.auth.ClientAppRateThrottle"],
     "DEFAULT_METADATA_CLASS": "smartpay.api.base.ApiMetadata",
-    "DEFAULT_THROTTLE_RATES": {"client_app": API_THROTTLE_RATE},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "smartpay.api.errors.problem_exception_handler",

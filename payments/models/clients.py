@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -33,6 +34,16 @@ class ClientApp(models.Model):
     # After a rotation the previous secret still signs (a second `v1=`) until it expires (24 h).
     previous_webhook_secret = models.CharField(max_length=80, blank=True, editable=False)
     previous_webhook_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Requests a minute this app may make (empty: the defaults, API_RATE_LIMIT_*_PER_MINUTE).
+    rate_limit_write_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="POST/PUT/PATCH/DELETE a minute; empty: default.",
+    )
+    rate_limit_read_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="GET a minute; empty: default."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,5 +1,6 @@
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,7 +20,11 @@ def client_app_create(*, name: str, webhook_url: str = "") -> ClientApp:
     return ClientApp.objects.create(name=name, webhook_url=webhook_url)
 
 
-def api_key_issue(*, client_app: ClientApp, label: str = "", live: bool = True) -> IssuedKey:
+def api_key_issue(*, client_app: ClientApp, label: str = "", live: bool | None = None) -> IssuedKey:
+    """A new key, shown once. `sk_live_` in live mode and `sk_test_` against the sandbox gateways,
+    unless `live` says otherwise, so a sandbox key never looks like a live one."""
+    if live is None:
+        live = settings.GATEWAY_MODE == "live"
     raw = generate_api_key(live=live)
     api_key = ApiKey.objects.create(
         client_app=client_app, label=label, prefix=raw[:API_KEY_PREFIX_LEN], key_hash=hash_api_key(raw)

@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from payments.models import Customer
-from smartpay.auth import ClientAppRateThrottle
 from smartpay.urls import urlpatterns as project_urlpatterns
 
 pytestmark = pytest.mark.django_db
@@ -143,21 +142,6 @@ def test_wrong_content_type_is_415(api):
     response = api.post("/api/v1/customers", data="name=Ana", content_type="application/x-www-form-urlencoded")
     assert_problem(response, 415, "unsupported_media_type")
     assert Customer.objects.count() == 0
-
-
-# --- 429 --------------------------------------------------------------------------------------------
-
-
-def test_throttled_requests_are_429_with_retry_after(api, other_api, monkeypatch):
-    # SimpleRateThrottle copies DEFAULT_THROTTLE_RATES onto the class at import: patch it there.
-    monkeypatch.setattr(ClientAppRateThrottle, "THROTTLE_RATES", {"client_app": "2/min"})
-    assert api.get("/api/v1/customers").status_code == 200
-    assert api.get("/api/v1/customers").status_code == 200
-    response = api.get("/api/v1/customers")
-    assert_problem(response, 429, "rate_limited")
-    assert 0 < int(response["Retry-After"]) <= 60
-    # The budget is per client app: another app is not affected.
-    assert other_api.get("/api/v1/customers").status_code == 200
 
 
 # --- 500 --------------------------------------------------------------------------------------------

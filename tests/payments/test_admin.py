@@ -31,7 +31,7 @@ def test_adding_a_client_app_shows_its_first_key_once(staff):
     )
     assert response.status_code == 200
     text = response.content.decode()
-    raw = re.search(r"sk_live_[A-Za-z0-9]+", text).group()
+    raw = re.search(r"sk_test_[A-Za-z0-9]+", text).group()
     app = ClientApp.objects.get(name="Shop Two")
     assert ApiKey.objects.get(client_app=app).key_hash == hash_api_key(raw)
     listing = staff.get(f"/admin/payments/clientapp/{app.pk}/change/").content.decode()

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from payments.services.clients import api_key_issue, client_app_create
@@ -16,9 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--test-key", action="store_true", help="Issue an sk_test_ key even in live mode.")
 
     def handle(self, *args, name, webhook_url, test_key, **options):
-        live = settings.GATEWAY_MODE == "live" and not test_key
         client_app = client_app_create(name=name, webhook_url=webhook_url)
-        issued = api_key_issue(client_app=client_app, label="initial", live=live)
+        issued = api_key_issue(client_app=client_app, label="initial", live=False if test_key else None)
         self.stdout.write(f"Client app {client_app.id} ({client_app.name}) created.")
         self.stdout.write(f"Webhook signing secret: {client_app.webhook_secret}")
         self.stdout.write("API key (shown once, store it now):")
