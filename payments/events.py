@@ -14,8 +14,11 @@ its event, and a unique key per (payment, change) makes a second recording impos
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.db.models import Max
 from django.db.models.signals import post_save
+from django.utils import timezone
 
 from payments.enums import PaymentStatus
 
@@ -37,10 +40,12 @@ def note_move(payment, target: str) -> None:
 
 
 def payment_data(payment) -> dict:
-    """The payment as `GET /api/v1/payments/{id}` shows it."""
+    """The payment as `GET /api/v1/payments/{id}` shows it, times in UTC (`…Z`) like the API,
+    whatever time zone the path that moved it runs in (a webhook or checkout page: Lima)."""
     from payments.api.serializers import PaymentSerializer
 
-    return _plain(PaymentSerializer(payment).data)
+    with timezone.override(UTC):
+        return _plain(PaymentSerializer(payment).data)
 
 
 def record_payment_refunded(payment, refund) -> None:
@@ -49,7 +54,8 @@ def record_payment_refunded(payment, refund) -> None:
     from payments.api.serializers import RefundSerializer
 
     data = payment_data(payment)
-    data["refund"] = _plain(RefundSerializer(refund).data)
+    with timezone.override(UTC):
+        data["refund"] = _plain(RefundSerializer(refund).data)
     event_record(
         client_app=_app_of(payment),
         type="payment.refunded",

@@ -121,3 +121,19 @@ def test_requires_action_is_told_once_per_attempt_and_canceled_once(client_app):
         "payment.canceled",
     ]
     assert {e.data["status"] for e in events(payment, "payment.canceled")} == {"canceled"}
+
+
+@pytest.mark.django_db
+def test_event_times_are_utc_whatever_time_zone_the_path_runs_in(api, culqi):
+    """A webhook or checkout page runs in Lima time; the event's data still reads like the API (…Z)."""
+    from django.utils import timezone
+
+    from payments.events import payment_data
+
+    payment = pay(api, amount=1500)
+    with timezone.override("America/Lima"):
+        data = payment_data(Payment.objects.get(pk=payment.pk))
+    assert data["created_at"].endswith("Z") and data["updated_at"].endswith("Z")
+    assert all(attempt["created_at"].endswith("Z") for attempt in data["attempts"])
+    (event,) = events(payment)
+    assert event.data["created_at"].endswith("Z")
