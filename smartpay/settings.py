@@ -180,7 +180,15 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "SmartPay API",
-    "DESCRIPTION": "One API over Culqi and Mercado Pago: payments, customers, credits and invoices.",
+    "DESCRIPTION": (
+        "One API over Culqi and Mercado Pago: payments, customers, credits and invoices.\n\n"
+        "Every error is `application/problem+json` (RFC 9457) with a stable `code`, except two that "
+        "the HTTP server answers before the application sees the request: **414** for a request line "
+        "(method, path and query) over 8190 bytes and **431** for a header line over 8190 bytes or "
+        "more than 100 headers (gunicorn.conf.py). A body over 256 KiB is a 413 problem; a chunked "
+        "body is read whole or answered 411; a client app over its rate limit gets a 429 problem with "
+        "`Retry-After`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
