@@ -47,8 +47,8 @@ audit: $(STAMP)
 # requirements.lock: every runtime package with hashes, from requirements.txt (run after changing it).
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-header \
-		--output-file requirements.lock requirements.txt
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.lock requirements.txt
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles

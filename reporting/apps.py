@@ -19,3 +19,8 @@ class ReportingConfig(AppConfig):
 
         # Staff groups follow reporting/roles.py after every migrate (and flush), on any database.
         post_migrate.connect(sync_after_migrate, dispatch_uid="reporting.sync_staff_groups")
+
+        from smartpay import staff_security
+
+        # Logins, logouts, failures and lockouts land in the audit log (smartpay/staff_security.py).
+        staff_security.connect_signals()

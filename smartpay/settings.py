@@ -6,6 +6,7 @@ Nothing here reads the clock or talks to the network at import time.
 """
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 from email.utils import parseaddr
 from pathlib import Path
@@ -52,6 +53,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "anymail",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "payments",
     "payments.gateways.simulator",
     "credits",
@@ -72,9 +77,35 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "smartpay.staff_security.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Staff accounts (smartpay/staff_security.py) ---------------------------------------------------
+# Staff who can move money or change configuration must pass a TOTP code (django-otp) after their
+# password; the first time they enrol an authenticator app and get ten one-time recovery codes.
+# Default: required whenever DEBUG is off.
+STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=not DEBUG)
+OTP_TOTP_ISSUER = "SmartPay"
+# Failed logins (django-axes): after AXES_FAILURE_LIMIT failures for one username from one address,
+# that pair is locked out for AXES_COOLOFF_MINUTES (429). A success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_MINUTES = env.int("AXES_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "smartpay.staff_security.client_ip"  # REMOTE_ADDR: never a header a client sets
+AXES_VERBOSE = False
+# Staff sessions last a working day and end with the browser; cookies are HttpOnly, SameSite=Lax,
+# and Secure whenever DEBUG is off (see the DEBUG-off block below).
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
 
 ROOT_URLCONF = "smartpay.urls"
 WSGI_APPLICATION = "smartpay.wsgi.application"

@@ -27,3 +27,8 @@ GATEWAY_RETRY_BASE_SECONDS = 0.01  # keep retry back-off sleeps short in tests
 import tempfile as _tempfile  # noqa: E402
 
 MEDIA_ROOT = _tempfile.mkdtemp(prefix="smartpay-test-media-")
+
+# Two-factor login and lockout have their own tests (tests/foundation/test_staff_security.py), which
+# turn them on; elsewhere admin tests log staff in directly.
+STAFF_2FA_REQUIRED = False
+AXES_ENABLED = False

@@ -7,12 +7,14 @@ from notifications.email_tracking import PostmarkTrackingView
 from payments.views import checkout_return
 from payments.webhook_views import culqi_webhook, mercadopago_webhook
 from reporting.metrics import prometheus_metrics
-from smartpay import health
+from smartpay import health, staff_security
 from smartpay.api.errors import problem_response
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Two-factor sign-in for staff (before the admin, which would take the path as an app label).
+    path("admin/2fa/", include(staff_security.urlpatterns)),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

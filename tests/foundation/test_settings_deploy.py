@@ -90,6 +90,12 @@ print(json.dumps({
     "SANDBOX_URLS": any("sandbox" in str(p.pattern) for p in __import__("smartpay.urls").urls.urlpatterns),
     "CULQI_API_BASE": settings.CULQI_API_BASE,
     "EAGER": settings.CELERY_TASK_ALWAYS_EAGER,
+    "STAFF_2FA_REQUIRED": settings.STAFF_2FA_REQUIRED,
+    "AXES_ENABLED": settings.AXES_ENABLED,
+    "SESSION_COOKIE_HTTPONLY": settings.SESSION_COOKIE_HTTPONLY,
+    "SESSION_COOKIE_SAMESITE": settings.SESSION_COOKIE_SAMESITE,
+    "SESSION_COOKIE_AGE": settings.SESSION_COOKIE_AGE,
+    "SESSION_EXPIRE_AT_BROWSER_CLOSE": settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
 }))
 """
 
@@ -109,6 +115,12 @@ def test_production_defaults_are_the_secure_ones(tmp_path):
         "SANDBOX_URLS": False,  # no gateway simulators in live mode
         "CULQI_API_BASE": "https://api.culqi.com",
         "EAGER": True,  # no broker configured in this environment
+        "STAFF_2FA_REQUIRED": True,  # staff who move money or change configuration need a second factor
+        "AXES_ENABLED": True,  # failed-login lockout
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_AGE": 8 * 3600,
+        "SESSION_EXPIRE_AT_BROWSER_CLOSE": True,
     }
 
 

@@ -74,8 +74,14 @@ def paid(client_app, **values) -> Payment:
     return Payment.objects.create(client_app=client_app, **fields)
 
 
+def staff_actions():
+    """Audit entries of staff actions; sign-in events (auth.*, smartpay/staff_security.py) are
+    tested in tests/foundation/test_staff_security.py and come with every test login here."""
+    return AuditEntry.objects.exclude(action__startswith="auth.")
+
+
 def only_entry() -> AuditEntry:
-    entries = list(AuditEntry.objects.all())
+    entries = list(staff_actions().all())
     assert len(entries) == 1, [(e.action, e.object_id) for e in entries]
     return entries[0]
 
@@ -113,7 +119,7 @@ def test_an_entry_names_the_actor_the_object_and_its_client_app_and_hides_secret
 def test_an_entry_outside_the_transaction_of_its_change_is_refused():
     with pytest.raises(NotInTransaction):
         record_staff_action(user=None, action="routing_rule.update", object_type="payments.routingrule", object_id="1")
-    assert AuditEntry.objects.count() == 0
+    assert staff_actions().count() == 0
 
 
 def test_model_values_keep_amounts_as_integers():
@@ -159,7 +165,7 @@ def test_a_refused_refund_writes_nothing(client, client_app, gateway):
     response = post_action(client, "payments_payment", "refund_in_full", failed.pk, refunded.pk)
 
     assert response.status_code == 302
-    assert AuditEntry.objects.count() == 0
+    assert staff_actions().count() == 0
     assert gateway.refunds == [] and failed.refunds.count() == 0 and refunded.refunds.count() == 0
 
 
@@ -208,7 +214,7 @@ def test_credit_adjustments_write_one_entry_each_with_the_balance_before_and_aft
     assert adjust(client, account, 100, "compensation for outage").status_code == 302
     assert adjust(client, account, -30, "duplicate grant").status_code == 302
 
-    first, second = AuditEntry.objects.order_by("created_at", "id")
+    first, second = staff_actions().order_by("created_at", "id")
     assert (first.actor, first.action, first.object_id) == (root, "credits.adjust", account.pk)
     assert first.before == {"balance": 0}
     assert first.after == {"balance": 100, "amount": 100, "reason": "compensation for outage"}
@@ -222,7 +228,7 @@ def test_a_refused_credit_adjustment_writes_nothing(client, root, account):
     response = adjust(client, account, -5)  # nothing to take
 
     assert response.status_code == 200 and "cannot be taken" in response.content.decode()
-    assert AuditEntry.objects.count() == 0 and CreditLedgerEntry.objects.count() == 0
+    assert staff_actions().count() == 0 and CreditLedgerEntry.objects.count() == 0
 
 
 def test_when_the_entry_cannot_be_written_the_adjustment_is_undone(client, root, account, monkeypatch):
@@ -269,12 +275,12 @@ def test_routing_rule_add_change_and_delete_write_one_entry_each(client):
     change = reverse("admin:payments_routingrule_change", args=[rule.pk])
     client.post(change, rule_form(min_amount=100, priority=3))
     client.post(change, rule_form(min_amount=100, priority=3))  # saved unchanged: nothing to log
-    updated = AuditEntry.objects.filter(action="routing_rule.update").get()
+    updated = staff_actions().filter(action="routing_rule.update").get()
     assert (updated.before, updated.after) == ({"priority": 10}, {"priority": 3})
 
     client.post(reverse("admin:payments_routingrule_delete", args=[rule.pk]), {"post": "yes"})
     assert not RoutingRule.objects.exists()
-    deleted = AuditEntry.objects.filter(action="routing_rule.delete").get()
+    deleted = staff_actions().filter(action="routing_rule.delete").get()
     assert deleted.after is None
     assert deleted.before == {
         "currency": "PEN",
@@ -284,7 +290,7 @@ def test_routing_rule_add_change_and_delete_write_one_entry_each(client):
         "min_amount": 100,
         "max_amount": None,
     }
-    assert AuditEntry.objects.count() == 3
+    assert staff_actions().count() == 3
 
 
 def test_routing_changes_in_the_list_and_bulk_deletes_are_logged_too(client):
@@ -308,11 +314,11 @@ def test_routing_changes_in_the_list_and_bulk_deletes_are_logged_too(client):
         {"action": "delete_selected", "_selected_action": [culqi.pk, mp.pk], "post": "yes"},
     )
 
-    switched = AuditEntry.objects.get(action="routing_rule.update")
+    switched = staff_actions().get(action="routing_rule.update")
     assert (switched.object_id, switched.before, switched.after) == (str(mp.pk), {"enabled": True}, {"enabled": False})
-    deleted = AuditEntry.objects.filter(action="routing_rule.delete")
+    deleted = staff_actions().filter(action="routing_rule.delete")
     assert sorted(deleted.values_list("object_id", flat=True)) == sorted([str(culqi.pk), str(mp.pk)])
-    assert not RoutingRule.objects.exists() and AuditEntry.objects.count() == 3
+    assert not RoutingRule.objects.exists() and staff_actions().count() == 3
 
 
 def client_app_form(app, **values):
@@ -414,10 +420,10 @@ def test_issuing_and_revoking_api_keys_write_one_entry_each(client, root, client
     post_action(client, "payments_apikey", "revoke", key.pk)  # already revoked: no change, no entry
 
     key.refresh_from_db()
-    revoked = AuditEntry.objects.get(action="api_key.revoke")
+    revoked = staff_actions().get(action="api_key.revoke")
     assert (revoked.object_id, revoked.before) == (key.pk, {"revoked_at": None})
     assert revoked.after == {"revoked_at": key.revoked_at.isoformat()}
-    assert AuditEntry.objects.count() == 2
+    assert staff_actions().count() == 2
 
 
 def test_credit_plan_price_bonus_and_validity_changes_are_logged(client, root):
@@ -456,7 +462,7 @@ def test_acknowledging_an_alert_writes_one_entry_from_the_list_or_the_button(cli
     client.post(reverse("admin:notifications_alert_acknowledge", args=[second.pk]))  # already: nothing
 
     assert set(Alert.objects.values_list("status", flat=True)) == {AlertStatus.ACKNOWLEDGED}
-    entries = AuditEntry.objects.order_by("object_id")
+    entries = staff_actions().order_by("object_id")
     assert sorted((e.object_id, e.action, e.actor_id, e.summary) for e in entries) == sorted(
         [
             (str(first.pk), "alert.acknowledge", user.pk, "Webhooks fail"),
@@ -486,7 +492,7 @@ def logged(client_app):
         routing = record_staff_action(
             user=None, action="routing_rule.delete", obj=rule, before=model_values(rule, ["currency", "gateway"])
         )
-    AuditEntry.objects.filter(pk=refund.pk).update(created_at=datetime(2026, 3, 14, 3, 4, 5, tzinfo=UTC))
+    staff_actions().filter(pk=refund.pk).update(created_at=datetime(2026, 3, 14, 3, 4, 5, tzinfo=UTC))
     return SimpleNamespace(refund=refund, routing=routing, payment=payment, staff=staff)
 
 
@@ -527,7 +533,7 @@ def test_an_entry_page_shows_before_and_after_side_by_side_and_cannot_be_changed
         client.post(reverse("admin:reporting_auditentry_delete", args=[logged.refund.pk]), {"post": "yes"}).status_code
         == 403
     )
-    assert AuditEntry.objects.get(pk=logged.refund.pk).summary == "Refund re_1 of 25.00 PEN requested"
+    assert staff_actions().get(pk=logged.refund.pk).summary == "Refund re_1 of 25.00 PEN requested"
 
 
 def test_support_does_not_see_the_audit_log(client, logged):

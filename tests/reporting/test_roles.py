@@ -63,10 +63,17 @@ ADMIN_PAGES = {
     "notifications.suppressedaddress": {S},
     "reporting.report": {F},
     "reporting.auditentry": {F, OPS},
+    # Two-factor devices (their secrets) and the failed-login records: superusers only.
+    "otp_totp.totpdevice": NOBODY,
+    "otp_static.staticdevice": NOBODY,
+    "axes.accessattempt": NOBODY,
+    "axes.accesslog": NOBODY,
+    "axes.accessfailurelog": NOBODY,
 }
 
 # Which roles are offered each admin action (superusers: all). delete_selected only where listed.
 ADMIN_ACTIONS = {
+    ("axes.accessattempt", "cleanup_expired_attempts"): NOBODY,
     ("payments.clientapp", "issue_api_key"): NOBODY,
     ("payments.clientapp", "rotate_signing_secret"): NOBODY,
     ("payments.apikey", "revoke"): NOBODY,
