@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate seed worker beat clean audit lock
+.PHONY: run test lint migrate seed worker beat clean audit lock bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# SmartPay side by side with a bare Django + DRF reference on PostgreSQL and Redis of this machine
+# (bench/README.md); writes bench/results/latest.md. BENCH_ARGS: e.g. --quick, --rounds 5, --strict.
+bench: $(STAMP)
+	$(BIN)/python -m bench.perf $(BENCH_ARGS)
 
 worker: $(STAMP)
 	$(BIN)/celery -A smartpay worker --loglevel=INFO

@@ -1,0 +1,5 @@
+import sys
+
+from bench.perf.runner import main
+
+sys.exit(main())
