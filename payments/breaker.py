@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from payments.enums import AttemptOutcome
+from smartpay.cache import count as shared_counter
 
 FAILURE_OUTCOMES = {AttemptOutcome.UNAVAILABLE, AttemptOutcome.UNKNOWN, AttemptOutcome.ERROR}
 NEUTRAL_OUTCOMES = {AttemptOutcome.STARTED}
@@ -47,12 +48,7 @@ def _bucket(now: float) -> int:
 
 
 def _incr(key: str, timeout: int) -> int:
-    cache.add(key, 0, timeout=timeout)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=timeout)
-        return 1
+    return shared_counter(key, timeout)  # one round trip on Redis (smartpay/cache.py)
 
 
 def state(gateway: str) -> BreakerState:

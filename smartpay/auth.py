@@ -14,6 +14,8 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
+from smartpay.cache import count as shared_counter
+
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 logger = logging.getLogger("smartpay.api")
 
@@ -83,12 +85,7 @@ class ClientAppRateThrottle(throttling.BaseThrottle):
         self._wait = 60 - (now - window * 60)
         key = f"ratelimit:{app.pk}:{kind}:{window}"
         try:
-            cache.add(key, 0, timeout=120)
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.set(key, 1, timeout=120)
-                count = 1
+            count = shared_counter(key, 120, cache=cache)  # one round trip on Redis (smartpay/cache.py)
         except Exception:  # any cache failure: let the request through
             logger.warning("rate limit not counted: the cache is unreachable", exc_info=True)
             return True

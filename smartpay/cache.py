@@ -1,4 +1,5 @@
-"""The Redis cache backend, with one redis client per connection pool instead of one per call.
+"""The Redis cache backend, with one redis client per connection pool instead of one per call, and
+`count()`: a counter that expires, in one round trip.
 
 Django's `RedisCache` builds a new `redis.Redis` object for every cache operation. Each one sets up
 its table of response callbacks (a couple of hundred entries) in Python: about 0.15 ms of CPU, and
@@ -7,6 +8,7 @@ its sockets from the pool, so one per pool serves every call; the pool itself st
 (gunicorn workers) and opens fresh connections there.
 """
 
+from django.core.cache import cache as default_cache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
@@ -28,3 +30,31 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = ReusedClientRedisCacheClient
+
+    def count(self, key: str, timeout: int, version=None) -> int:
+        """Add one to `key` (created at 0) and give it `timeout` seconds to live if it has none yet:
+        INCR and EXPIRE NX in one pipeline, one round trip instead of Django's add + incr (two)."""
+        key = self.make_and_validate_key(key, version=version)
+        client = self._cache.get_client(key, write=True)
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, timeout, nx=True)
+        value, _ = pipe.execute()
+        return int(value)
+
+
+def count(key: str, timeout: int, cache=None) -> int:
+    """A counter in the shared cache that expires `timeout` seconds after its first count.
+
+    One round trip on Redis (`RedisCache.count`); other backends (the local-memory cache of the
+    zero-setup default) take add + incr."""
+    cache = cache if cache is not None else default_cache
+    counter = getattr(cache, "count", None)
+    if counter is not None:
+        return counter(key, timeout)
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1

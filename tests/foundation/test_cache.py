@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from smartpay.cache import RedisCache
+from smartpay.cache import RedisCache, count
 
 
 def backend(url: str) -> RedisCache:
@@ -30,3 +30,25 @@ def test_it_still_stores_counts_and_expires():
     assert cache.get(f"{key}:v") == {"a": [1, 2]}
     cache.delete_many([key, f"{key}:v"])
     assert cache.get(key) is None
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL; set by .ci/run)")
+def test_count_is_one_round_trip_that_sets_the_expiry_once():
+    cache = backend(os.environ["REDIS_URL"])
+    key = f"count-test-{uuid.uuid4().hex}"
+    assert [count(key, 50, cache=cache) for _ in range(3)] == [1, 2, 3]
+    client = cache._cache.get_client(write=True)
+    raw = cache.make_and_validate_key(key)
+    assert 45 < client.ttl(raw) <= 50
+    client.expire(raw, 500)
+    count(key, 50, cache=cache)
+    assert client.ttl(raw) > 450  # a later count keeps the expiry the first one set
+    assert cache.get(key) == 4  # readable through the cache as usual
+    cache.delete(key)
+
+
+def test_count_on_the_local_memory_cache():
+    from django.core.cache.backends.locmem import LocMemCache
+
+    local = LocMemCache("count-test", {})
+    assert [count("k", 50, cache=local) for _ in range(3)] == [1, 2, 3]
