@@ -21,7 +21,7 @@ from credits.models import (
     CreditPurchase,
     EntryType,
 )
-from reporting.audit import model_changes, record_staff_action
+from reporting.audit import AuditedModelAdmin, record_staff_action
 from smartpay.admin_base import ImmutableRecordAdmin, ReadOnlyInline, RecordAdmin
 from smartpay.api.errors import ApiError
 
@@ -29,7 +29,7 @@ LEDGER_ROWS_SHOWN = 100
 
 
 @admin.register(CreditPlan)
-class CreditPlanAdmin(admin.ModelAdmin):
+class CreditPlanAdmin(AuditedModelAdmin, admin.ModelAdmin):
     list_display = [
         "code",
         "name",
@@ -75,15 +75,7 @@ class CreditPlanAdmin(admin.ModelAdmin):
         "is_active",
     ]
 
-    def save_model(self, request, obj, form, change):
-        before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            if after:
-                action = "credit_plan.update" if change else "credit_plan.create"
-                record_staff_action(
-                    user=request.user, action=action, obj=obj, summary=str(obj), before=before, after=after
-                )
+    AUDIT_NAME = "credit_plan"
 
     @admin.display(description="Bonus credits (computed)")
     def bonus_credits(self, obj):

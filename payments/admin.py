@@ -18,7 +18,7 @@ from payments.models import (
     WebhookEvent,
 )
 from payments.services.clients import api_key_issue, api_key_revoke
-from reporting.audit import masked_key, model_changes, model_values, record_staff_action
+from reporting.audit import AuditedModelAdmin, masked_key, record_staff_action
 from smartpay.admin_base import ImmutableRecordAdmin, ReadOnlyInline, RecordAdmin
 from smartpay.api.errors import ApiError
 
@@ -35,7 +35,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(ClientApp)
-class ClientAppAdmin(admin.ModelAdmin):
+class ClientAppAdmin(AuditedModelAdmin, admin.ModelAdmin):
     list_display = ["name", "id", "is_active", "webhook_url", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "id"]
@@ -66,17 +66,18 @@ class ClientAppAdmin(admin.ModelAdmin):
         "rate_limit_read_per_minute",
     ]
 
+    AUDIT_NAME = "client_app"
+    AUDIT_SUMMARY = False
+
+    def after_audited_save(self, request, obj, change, after):
+        if not change:  # a new client app gets its first key, shown once (after the commit)
+            issued = api_key_issue(client_app=obj, label=f"created by {request.user.get_username()}")
+            after["api_key"] = f"issued {masked_key(issued.api_key.prefix)}"
+            request._issued_api_key = issued
+
     def save_model(self, request, obj, form, change):
-        before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            issued = None
-            if not change:  # a new client app gets its first key, shown once
-                issued = api_key_issue(client_app=obj, label=f"created by {request.user.get_username()}")
-                after["api_key"] = f"issued {masked_key(issued.api_key.prefix)}"
-            if after:
-                action = "client_app.update" if change else "client_app.create"
-                record_staff_action(user=request.user, action=action, obj=obj, before=before, after=after)
+        super().save_model(request, obj, form, change)
+        issued = getattr(request, "_issued_api_key", None)
         if issued is not None:
             self.message_user(
                 request,
@@ -321,7 +322,7 @@ class WebhookEventAdmin(RecordAdmin):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
+class RoutingRuleAdmin(AuditedModelAdmin, admin.ModelAdmin):
     list_display = ["currency", "priority", "gateway", "enabled", "min_amount", "max_amount", "breaker_state"]
     list_editable = ["priority", "enabled"]
     list_filter = ["currency", "gateway", "enabled"]
@@ -335,38 +336,7 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     # Routing changes land in the audit log, in the same transaction as the change.
     AUDITED_FIELDS = ["currency", "gateway", "priority", "enabled", "min_amount", "max_amount"]
 
-    def save_model(self, request, obj, form, change):
-        before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            if after:
-                action = "routing_rule.update" if change else "routing_rule.create"
-                record_staff_action(
-                    user=request.user, action=action, obj=obj, summary=str(obj), before=before, after=after
-                )
-
-    def delete_model(self, request, obj):
-        with transaction.atomic():
-            record_staff_action(
-                user=request.user,
-                action="routing_rule.delete",
-                obj=obj,
-                summary=str(obj),
-                before=model_values(obj, self.AUDITED_FIELDS),
-            )
-            super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for rule in queryset:
-                record_staff_action(
-                    user=request.user,
-                    action="routing_rule.delete",
-                    obj=rule,
-                    summary=str(rule),
-                    before=model_values(rule, self.AUDITED_FIELDS),
-                )
-            super().delete_queryset(request, queryset)
+    AUDIT_NAME = "routing_rule"
 
 
 @admin.register(ReconciliationRun)

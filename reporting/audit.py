@@ -114,3 +114,56 @@ def _plain(value):
     if isinstance(value, models.QuerySet):
         return [str(pk) for pk in value.values_list("pk", flat=True)]
     return str(value)
+
+
+class AuditedModelAdmin:
+    """ModelAdmin mixin: every add, change and delete of the model (its `AUDITED_FIELDS`) lands in
+    the audit log as `<AUDIT_NAME>.create|update|delete`, in the same transaction as the change.
+
+    `after_audited_save(request, obj, change, after)` runs inside that transaction, after the save
+    and before the entry is written, for work that belongs with it (and may add to `after`)."""
+
+    AUDITED_FIELDS: list[str] = []
+    AUDIT_NAME = ""
+    AUDIT_SUMMARY = True  # the entry's summary is the object's str()
+
+    def _audit_summary(self, obj) -> str:
+        return str(obj) if self.AUDIT_SUMMARY else ""
+
+    def after_audited_save(self, request, obj, change: bool, after: dict) -> None:
+        pass
+
+    def save_model(self, request, obj, form, change):
+        before, after = model_changes(form, change=change, fields=self.AUDITED_FIELDS)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            self.after_audited_save(request, obj, change, after)
+            if after:
+                record_staff_action(
+                    user=request.user,
+                    action=f"{self.AUDIT_NAME}.{'update' if change else 'create'}",
+                    obj=obj,
+                    summary=self._audit_summary(obj),
+                    before=before,
+                    after=after,
+                )
+
+    def _audit_delete(self, request, obj) -> None:
+        record_staff_action(
+            user=request.user,
+            action=f"{self.AUDIT_NAME}.delete",
+            obj=obj,
+            summary=self._audit_summary(obj),
+            before=model_values(obj, self.AUDITED_FIELDS),
+        )
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self._audit_delete(request, obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self._audit_delete(request, obj)
+            super().delete_queryset(request, queryset)

@@ -81,14 +81,12 @@ def record_task_failure(sender=None, **kwargs) -> None:
     """`celery.signals.task_failure` receiver: one more failure of this task, in the shared cache."""
     from django.core.cache import cache
 
+    from smartpay.cache import count as shared_counter
+
     name = getattr(sender, "name", None) or "unknown"
     key = CELERY_FAILURE_KEY.format(task=name)
     try:
-        cache.add(key, 0, timeout=None)
-        try:
-            cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, timeout=None)
+        shared_counter(key, None, cache=cache)
     except Exception:  # a cache outage must not turn into a second failure of the task
         logger.warning("celery task failure not counted", extra={"task": name})
 

@@ -31,20 +31,20 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         self._class = ReusedClientRedisCacheClient
 
-    def count(self, key: str, timeout: int, version=None) -> int:
+    def count(self, key: str, timeout: int | None, version=None) -> int:
         """Add one to `key` (created at 0) and give it `timeout` seconds to live if it has none yet:
         INCR and EXPIRE NX in one pipeline, one round trip instead of Django's add + incr (two)."""
         key = self.make_and_validate_key(key, version=version)
         client = self._cache.get_client(key, write=True)
         pipe = client.pipeline(transaction=False)
         pipe.incr(key)
-        pipe.expire(key, timeout, nx=True)
-        value, _ = pipe.execute()
-        return int(value)
+        if timeout is not None:
+            pipe.expire(key, timeout, nx=True)
+        return int(pipe.execute()[0])
 
 
-def count(key: str, timeout: int, cache=None) -> int:
-    """A counter in the shared cache that expires `timeout` seconds after its first count.
+def count(key: str, timeout: int | None, cache=None) -> int:
+    """A counter in the shared cache that expires `timeout` seconds after its first count (None: never).
 
     One round trip on Redis (`RedisCache.count`); other backends (the local-memory cache of the
     zero-setup default) take add + incr."""

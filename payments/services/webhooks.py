@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,6 +28,7 @@ from payments.models import Payment, WebhookEvent
 from payments.services import recording
 from payments.services.operations import payment_sync
 from smartpay import jsonsafe
+from smartpay.cache import count as shared_counter
 
 logger = logging.getLogger("smartpay.webhooks")
 
@@ -54,12 +54,11 @@ def is_mercadopago_ipn(query: dict) -> bool:
 def ipn_rate_exceeded(source: str) -> bool:
     """Count one IPN from `source` in this minute; True when over MERCADOPAGO_IPN_RATE_PER_MINUTE."""
     key = f"ipn-rate:{source}:{int(time.time() // 60)}"
-    cache.add(key, 0, timeout=120)
     try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=120)
-        count = 1
+        count = shared_counter(key, 120)  # one round trip on Redis (smartpay/cache.py)
+    except Exception:  # as for API rate limits: a cache outage lets the delivery through (logged)
+        logger.warning("IPN rate not counted: the cache is unreachable", exc_info=True)
+        return False
     return count > settings.MERCADOPAGO_IPN_RATE_PER_MINUTE
 
 

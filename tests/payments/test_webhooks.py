@@ -341,3 +341,15 @@ def test_money_taken_for_a_canceled_payment_is_kept_visible_not_applied(client_a
     stray = StrayCharge.objects.get()  # raised for staff, who refund it from the admin (never automatic)
     assert (stray.payment_id, stray.reason, stray.status) == (payment.id, StrayCharge.FINAL_PAYMENT, "open")
     assert (stray.gateway_payment_id, stray.amount) == ("1319840012", payment.amount)
+
+
+def test_a_cache_outage_never_turns_an_ipn_into_a_500(client_app, gateways, settings, monkeypatch):
+    settings.MERCADOPAGO_IPN_ENABLED = True
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr("payments.services.webhooks.shared_counter", down)
+    gateways.get(f"{MP_BASE}/v1/payments/1", status=404, json={"message": "not found"})
+    assert post_ipn(resource_id="1", remote_addr="198.51.100.9").status_code == 200
+    assert WebhookEvent.objects.count() == 1
